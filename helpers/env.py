@@ -1,0 +1,114 @@
+"""Seeding, device choice, quick/full mode and the provenance report every chapter prints.
+
+A page of this book shows numbers. The report says where they came from: which device,
+which library versions, which data and weights, and whether the chapter ran its full
+budget or the quick one that CI uses.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+
+import numpy as np
+import pandas as pd
+import torch
+import torchvision
+
+QUICK_ENV = "BOOK_QUICK"
+
+
+def quick_mode() -> bool:
+    """True when the environment variable BOOK_QUICK is set to 1/true/yes (CI sets it)."""
+    return os.environ.get(QUICK_ENV, "").strip().lower() in {"1", "true", "yes"}
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a torch.Generator seeded the same way.
+
+    Pass the generator to DataLoaders and samplers so their shuffling does not depend on
+    how many random numbers other code drew before.
+    """
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - seeds code that uses the global NumPy RNG
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def pick_device(prefer: str | None = None) -> torch.device:
+    """CUDA if present, then Apple's MPS, then CPU. `prefer` (e.g. "cpu") overrides."""
+    if prefer:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple GPU (MPS)"
+    return f"CPU, {torch.get_num_threads()} threads"
+
+
+def in_colab() -> bool:
+    try:
+        import google.colab  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def environment_report(
+    device: torch.device, data: str, pretrained: str = "none", data_note: str = ""
+) -> pd.DataFrame:
+    """A small table that states where this page's outputs were produced.
+
+    `data` names the data actually loaded (not the data the chapter hoped for) and
+    `pretrained` the weights actually used, so a CPU run from random weights can never be
+    mistaken for a GPU run from ImageNet weights.
+    """
+    rows = {
+        "device": f"{device.type} ({device_name(device)})",
+        "platform": "Google Colab" if in_colab() else platform.system(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "data": data,
+        "pretrained weights": pretrained,
+        "mode": "quick (BOOK_QUICK=1: small budget, numbers differ)" if quick_mode() else "full",
+    }
+    if data_note:
+        rows["data note"] = data_note
+    return pd.DataFrame({"value": list(rows.values())}, index=pd.Index(list(rows), name="setting"))
+
+
+def _short_warning(message, category, filename, lineno, line=None) -> str:
+    return f"{category.__name__}: {message}\n"
+
+
+def notebook_setup(seed: int = 0) -> torch.device:
+    """What every chapter does first: seed, pick the device, and keep errors short.
+
+    Tracebacks are set to IPython's ``Minimal`` mode and warnings are printed without the
+    library file they come from: the message is the lesson, and a stored page must not show
+    the folders of the machine that ran it.
+    """
+    import warnings
+
+    warnings.formatwarning = _short_warning
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None:
+            shell.run_line_magic("xmode", "Minimal")
+    except ImportError:
+        pass
+    pd.set_option("display.precision", 3)
+    seed_everything(seed)
+    return pick_device()

@@ -1,0 +1,38 @@
+"""Models the chapters train. Bigger ones (ResNets) come from torchvision directly."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    """3x3 conv, batch norm, ReLU, then halve the resolution."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+class SmallCNN(nn.Module):
+    """Three conv blocks, global max pooling, one linear layer giving one logit per label.
+
+    Max pooling over positions asks "does this pattern occur anywhere?", which is exactly
+    the multi-label question for objects (here: digits) that can sit anywhere in the image.
+    The output is raw logits: pair it with ``BCEWithLogitsLoss`` and ``torch.sigmoid``.
+    """
+
+    def __init__(self, n_labels: int = 10, in_channels: int = 1, width: int = 32):
+        super().__init__()
+        self.features = nn.Sequential(
+            conv_block(in_channels, width),
+            conv_block(width, 2 * width),
+            conv_block(2 * width, 4 * width),
+        )
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.head = nn.Linear(4 * width, n_labels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.features(x)).flatten(1))

@@ -1,0 +1,100 @@
+"""The book as a whole: table of contents, stored outputs, setup cells, and a strict build."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
+MACHINE_PATH = re.compile(r"(/work/|/root/|/home/[a-z]+/|/tmp/|site-packages|/usr/lib/)")
+
+
+def toc_files() -> list[str]:
+    files = [TOC["root"]]
+    for part in TOC.get("parts", []):
+        files += [chapter["file"] for chapter in part["chapters"]]
+    return files
+
+
+def code_cells(path: Path) -> list[dict]:
+    cells = json.loads(path.read_text())["cells"]
+    return [c for c in cells if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+
+
+def tags(cell: dict) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
+
+
+def test_every_chapter_is_in_the_toc_and_exists():
+    listed = toc_files()
+    for name in listed:
+        assert list(ROOT.glob(name + ".*")), f"{name} is in _toc.yml but no file exists"
+    for nb in NOTEBOOKS:
+        assert str(nb.relative_to(ROOT).with_suffix("")) in listed, f"{nb.name} is not in _toc.yml"
+    assert NOTEBOOKS, "the book has no chapters"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_setup_cell_installs_from_the_configured_repository(nb):
+    first = "".join(code_cells(nb)[0]["source"])
+    assert f'repo = "{CONFIG["repository"]["url"]}"' in first
+    assert "environment_report(" in first and "notebook_setup(" in first
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_stored_outputs_are_complete_and_clean(nb):
+    for i, cell in enumerate(code_cells(nb)):
+        assert cell["execution_count"] is not None, f"code cell {i} was not executed"
+        errors = [o for o in cell["outputs"] if o["output_type"] == "error"]
+        if "raises-exception" in tags(cell):
+            assert errors, f"code cell {i} is tagged raises-exception but stores no error"
+        else:
+            assert not errors, f"code cell {i} stores an error but is not tagged raises-exception"
+        text = json.dumps(cell["outputs"])
+        assert not MACHINE_PATH.search(text), f"code cell {i} output shows a machine path"
+        assert not re.search(r"<(matplotlib|Figure|Line2D|Axes)[^>]*>", text), (
+            f"code cell {i} stores an object repr: end the cell with plt.show()"
+        )
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_has_exercises_with_hidden_solutions(nb):
+    solutions = [c for c in code_cells(nb) if "solution" in tags(c)]
+    assert 2 <= len(solutions) <= 4
+    assert all("hide-cell" in tags(c) for c in solutions)
+
+
+@pytest.mark.slow
+def test_book_builds_without_warnings(tmp_path):
+    """`jupyter-book build . -W -n --keep-going` must pass with zero warnings."""
+    jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or "jupyter-book"
+    result = subprocess.run(
+        [jb, "build", ".", "-W", "-n", "--keep-going", "--path-output", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-5000:]
+    assert "WARNING" not in log, log[-5000:]
+    html = tmp_path / "_build" / "html"
+    for name in toc_files():
+        page = html / (name + ".html")
+        assert page.exists(), f"{page.name} was not built"
+    for nb in NOTEBOOKS:
+        page = (html / nb.relative_to(ROOT).with_suffix(".html")).read_text()
+        colab = (
+            "https://colab.research.google.com/github/"
+            + CONFIG["repository"]["url"].split("github.com/")[1]
+            + f"/blob/main/book/{nb.name}"
+        )
+        assert colab in page, f"{nb.name}: no Colab launch link to {colab}"

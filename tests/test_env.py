@@ -1,0 +1,41 @@
+import pytest
+import torch
+
+from helpers.env import environment_report, pick_device, quick_mode, seed_everything
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("1", True), ("true", True), ("yes", True), ("0", False), ("", False)]
+)
+def test_quick_mode_reads_the_variable(monkeypatch, value, expected):
+    monkeypatch.setenv("BOOK_QUICK", value)
+    assert quick_mode() is expected
+
+
+def test_seed_everything_repeats_draws():
+    g1 = seed_everything(3)
+    a = torch.rand(3), torch.rand(2, generator=g1)
+    g2 = seed_everything(3)
+    b = torch.rand(3), torch.rand(2, generator=g2)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_pick_device_honours_preference():
+    assert pick_device("cpu") == torch.device("cpu")
+
+
+def test_report_states_provenance(monkeypatch):
+    monkeypatch.setenv("BOOK_QUICK", "1")
+    report = environment_report(
+        torch.device("cpu"), data="some digits", pretrained="none", data_note="MNIST: offline"
+    )
+    values = report["value"]
+    assert values["device"].startswith("cpu (CPU, ")
+    assert values["torch"] == torch.__version__
+    assert values["data"] == "some digits"
+    assert values["pretrained weights"] == "none"
+    assert values["mode"].startswith("quick")
+    assert values["data note"] == "MNIST: offline"
+    monkeypatch.setenv("BOOK_QUICK", "0")
+    full = environment_report(torch.device("cpu"), data="d")["value"]
+    assert full["mode"] == "full" and "data note" not in full

@@ -1,0 +1,91 @@
+import pandas as pd
+import pytest
+import torch
+from sklearn.preprocessing import MultiLabelBinarizer
+
+from helpers.labels import (
+    build_vocab,
+    cooccurrence,
+    decode,
+    label_cardinality,
+    label_density,
+    label_frequency,
+    label_summary,
+    multi_hot,
+)
+
+# A hand-checkable example: 4 images, 3 labels.
+SETS = [["cat", "dog"], ["dog"], [], ["bird", "cat", "dog"]]
+VOCAB = ["bird", "cat", "dog"]
+
+
+def test_build_vocab_is_sorted_and_unique():
+    assert build_vocab(SETS) == VOCAB
+
+
+def test_build_vocab_rejects_all_empty():
+    with pytest.raises(ValueError, match="no labels"):
+        build_vocab([[], []])
+
+
+def test_multi_hot_by_hand():
+    expected = torch.tensor([[0, 1, 1], [0, 0, 1], [0, 0, 0], [1, 1, 1]], dtype=torch.float32)
+    assert torch.equal(multi_hot(SETS, VOCAB), expected)
+
+
+def test_multi_hot_matches_sklearn():
+    mlb = MultiLabelBinarizer(classes=VOCAB)
+    assert torch.equal(multi_hot(SETS, VOCAB), torch.tensor(mlb.fit_transform(SETS)).float())
+
+
+def test_round_trip():
+    assert decode(multi_hot(SETS, VOCAB), VOCAB) == [sorted(s) for s in SETS]
+
+
+def test_decode_threshold_and_single_row():
+    probs = torch.tensor([0.2, 0.5, 0.9])
+    assert decode(probs, VOCAB) == [["cat", "dog"]]
+    assert decode(probs, VOCAB, threshold=0.6) == [["dog"]]
+
+
+def test_decode_wrong_width():
+    with pytest.raises(ValueError, match="3 names"):
+        decode(torch.zeros(2, 4), VOCAB)
+
+
+def test_unknown_label_names_sample_and_label():
+    with pytest.raises(KeyError, match=r"sample 1: unknown label 'dgo'"):
+        multi_hot([["cat"], ["dgo"]], VOCAB)
+
+
+def test_string_instead_of_list_is_an_error():
+    with pytest.raises(TypeError, match="sample 0"):
+        multi_hot(["cat dog"], VOCAB)
+
+
+def test_duplicate_label_in_a_set_counts_once():
+    assert multi_hot([["dog", "dog"]], VOCAB).tolist() == [[0, 0, 1]]
+
+
+def test_statistics_by_hand():
+    y = multi_hot(SETS, VOCAB)
+    # 2 + 1 + 0 + 3 labels over 4 images
+    assert label_cardinality(y) == pytest.approx(6 / 4)
+    assert label_density(y) == pytest.approx(6 / 12)
+    freq = label_frequency(y, VOCAB)
+    assert freq["label"].tolist() == ["dog", "cat", "bird"]
+    assert freq["count"].tolist() == [3, 2, 1]
+    assert freq["fraction"].tolist() == pytest.approx([0.75, 0.5, 0.25])
+
+
+def test_cooccurrence_by_hand():
+    co = cooccurrence(multi_hot(SETS, VOCAB), VOCAB)
+    expected = pd.DataFrame([[1, 1, 1], [1, 2, 2], [1, 2, 3]], index=VOCAB, columns=VOCAB)
+    pd.testing.assert_frame_equal(co, expected, check_dtype=False)
+
+
+def test_summary():
+    s = label_summary(multi_hot(SETS, VOCAB))
+    assert s["images"] == 4
+    assert s["images with no label"] == 1
+    assert s["distinct label sets"] == 4
