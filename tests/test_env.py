@@ -39,3 +39,34 @@ def test_report_states_provenance(monkeypatch):
     monkeypatch.setenv("BOOK_QUICK", "0")
     full = environment_report(torch.device("cpu"), data="d")["value"]
     assert full["mode"] == "full" and "data note" not in full
+
+
+def test_glue_is_a_no_op_without_myst_nb(monkeypatch):
+    import builtins
+
+    from helpers.env import glue
+
+    real_import = builtins.__import__
+
+    def no_myst(name, *args, **kwargs):
+        if name == "myst_nb":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_myst)
+    assert glue("x", 1.0) is None
+
+
+def test_glue_stores_plain_python_numbers(monkeypatch):
+    """NumPy 2 reprs np.float64(0.5), which the book's {glue:text} cannot format."""
+    import myst_nb
+    import numpy as np
+
+    from helpers.env import glue
+
+    seen = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: seen.update({name: value}))
+    glue("a", np.float64(0.5))
+    glue("b", torch.tensor(2))
+    assert seen == {"a": 0.5, "b": 2}
+    assert type(seen["a"]) is float and type(seen["b"]) is int

@@ -89,3 +89,8 @@ def test_summary():
     assert s["images"] == 4
     assert s["images with no label"] == 1
     assert s["distinct label sets"] == 4
+
+
+def test_summary_keeps_counts_as_integers():
+    s = label_summary(multi_hot(SETS, VOCAB))
+    assert isinstance(s["images"], int) and isinstance(s["distinct label sets"], int)
