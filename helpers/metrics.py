@@ -228,6 +228,8 @@ def evaluate(
     them to evaluate e.g. top-k). Averages: ``micro`` pools all image-label decisions,
     ``macro`` averages labels with equal weight, ``samples`` averages images. Precision of
     a label or image with no predicted positives counts as 0 (``zero_division=0``).
+    An image with empty true and predicted sets scores 0 in samples P/R/F1
+    (``zero_division=0``), although the prediction is right.
     Computed with scikit-learn, except mAP which uses :func:`mean_average_precision`.
     """
     probs = torch.as_tensor(probs).float()
@@ -248,6 +250,36 @@ def evaluate(
     rows[("ranking loss", "samples")] = label_ranking_loss(y_np, s_np)
     index = pd.MultiIndex.from_tuples(list(rows), names=["metric", "average"])
     return pd.DataFrame({"value": [float(v) for v in rows.values()]}, index=index)
+
+
+def paired_bootstrap_micro_f1(
+    targets: torch.Tensor,
+    pred_a: torch.Tensor,
+    pred_b: torch.Tensor,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> np.ndarray:
+    """Micro F1 of `pred_a` minus that of `pred_b` on `n_resamples` bootstrap resamples.
+
+    Both predictions are scored on the *same* resampled images (a paired bootstrap), so the
+    spread reflects how much the difference depends on which test images we happened to
+    draw. Micro F1 only needs each image's true/false positive and false negative counts,
+    so each resample is a weighted sum: one matrix product for all resamples.
+    """
+    y = torch.as_tensor(targets).long().numpy().astype(bool)
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    drawn = rng.integers(0, n, (n_resamples, n)) + n * np.arange(n_resamples)[:, None]
+    weights = np.bincount(drawn.ravel(), minlength=n_resamples * n).reshape(n_resamples, n)
+
+    def micro_f1(pred) -> np.ndarray:
+        p = torch.as_tensor(pred).long().numpy().astype(bool)
+        counts = np.stack([(p & y).sum(1), (p & ~y).sum(1), (~p & y).sum(1)], axis=1)
+        tp, fp, fn = (weights @ counts).T.astype(np.float64)
+        denom = 2 * tp + fp + fn
+        return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+
+    return micro_f1(pred_a) - micro_f1(pred_b)
 
 
 def threshold_report(

@@ -137,8 +137,10 @@ def plot_confusion_matrices(
     """One 2x2 confusion matrix per label (rows: true no/yes, columns: predicted no/yes).
 
     Small multiples from ``sklearn.metrics.multilabel_confusion_matrix``; each cell shows
-    its count. The false negatives (bottom left) and false positives (top right) of each
-    label are what a threshold trades against each other.
+    its count. The colour is the count divided by its row's total (the share of true "no"
+    or true "yes" images that land there): with raw counts the many true negatives would
+    make every error cell look empty. The false negatives (bottom left) and false positives
+    (top right) of each label are what a threshold trades against each other.
     """
     from sklearn.metrics import multilabel_confusion_matrix
 
@@ -150,7 +152,8 @@ def plot_confusion_matrices(
     for ax in axes.flat[len(vocab) :]:
         ax.axis("off")
     for ax, name, m in zip(axes.flat, vocab, cms, strict=False):
-        ax.imshow(m, cmap="Blues", vmin=0)
+        rates = m / np.maximum(m.sum(1, keepdims=True), 1)  # row-normalised: rate per true class
+        ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
         for (i, j), v in np.ndenumerate(m):
             ax.text(
                 j,
@@ -158,7 +161,7 @@ def plot_confusion_matrices(
                 str(v),
                 ha="center",
                 va="center",
-                color="white" if v > m.max() / 2 else "black",
+                color="white" if rates[i, j] > 0.5 else "black",
             )
         ax.set_title(f"label {name}", fontsize=10)
         ax.set_xticks([0, 1], ["no", "yes"])
@@ -243,12 +246,14 @@ def plot_per_label_comparison(
     errors: pd.DataFrame | None = None,
     ylabel: str = "average precision",
     title: str | None = None,
+    legend_loc: str = "best",
 ):
     """Grouped bars: one group per label (rows of `values`), one bar per method (columns).
 
     Labels in `highlight` (e.g. the rare ones) get a shaded background, so a reader sees at
     once whether a method changes the labels it was meant to help. `errors` (same shape,
-    optional) draws error bars, e.g. the spread over seeds.
+    optional) draws error bars, e.g. the spread over seeds. `legend_loc` is matplotlib's
+    `loc`: "best" avoids the bars in most figures; name a corner where it does not.
     """
     labels = [str(i) for i in values.index]
     n_methods = values.shape[1]
@@ -276,7 +281,7 @@ def plot_per_label_comparison(
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    ax.legend(ncols=min(n_methods, 4), fontsize=8, loc="lower left")
+    ax.legend(ncols=min(n_methods, 2), fontsize=8, loc=legend_loc)
     ax.grid(axis="y", alpha=0.3, zorder=1)
     fig.tight_layout()
     return fig

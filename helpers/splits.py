@@ -1,0 +1,74 @@
+"""Train/validation/test splits that keep rare labels in every part.
+
+A random split of a long-tailed multi-label data set can leave a rare label with no
+validation or test images at all, and then its score cannot be measured. *Iterative
+stratification* (Sechidis, Tsoumakas and Vlahavas, 2011) hands out images label by label,
+rarest label first, so that every part gets its share of every label as closely as
+possible. The ``iterative-stratification`` package (import name ``iterstrat``) implements it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
+
+def _check_fractions(fractions: Mapping[str, float]) -> None:
+    if len(fractions) < 2 or min(fractions.values()) <= 0:
+        raise ValueError(f"need at least two parts with positive fractions, got {fractions}")
+    if not np.isclose(sum(fractions.values()), 1.0):
+        raise ValueError(f"fractions must add up to 1, got {sum(fractions.values())}")
+
+
+def random_split_indices(
+    n: int, fractions: Mapping[str, float], seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Shuffle 0..n-1 and cut it into parts of the given fractions (the baseline)."""
+    _check_fractions(fractions)
+    order = np.random.default_rng(seed).permutation(n)
+    sizes = np.round(np.cumsum(list(fractions.values())) * n).astype(int)
+    parts = np.split(order, sizes[:-1])
+    return {name: np.sort(part) for name, part in zip(fractions, parts, strict=True)}
+
+
+def stratified_split(
+    targets: torch.Tensor | np.ndarray, fractions: Mapping[str, float], seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Split row indices of a multi-hot target matrix by iterative stratification.
+
+    ``fractions`` maps part names to shares, e.g. ``{"train": 0.7, "val": 0.15,
+    "test": 0.15}``. Parts are cut off one at a time, the last part first: each cut
+    stratifies the images that are left, so every part keeps each label's proportion.
+    Returns sorted index arrays, one per part; together they cover every row once.
+    """
+    _check_fractions(fractions)
+    y = np.asarray(torch.as_tensor(targets).cpu()).astype(int)
+    remaining = np.arange(len(y))
+    left = 1.0  # share of the whole data set still in `remaining`
+    names = list(fractions)
+    out = {}
+    for k, name in enumerate(reversed(names[1:])):
+        share = fractions[name] / left
+        cut = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=share, random_state=seed + k)
+        keep, taken = next(cut.split(np.zeros(len(remaining)), y[remaining]))
+        out[name] = np.sort(remaining[taken])
+        remaining = remaining[keep]
+        left -= fractions[name]
+    out[names[0]] = np.sort(remaining)
+    return {name: out[name] for name in names}
+
+
+def split_label_counts(
+    targets: torch.Tensor | np.ndarray,
+    splits: Mapping[str, np.ndarray],
+    vocab: Sequence[str],
+) -> pd.DataFrame:
+    """How many images of each label land in each part, with the total (one row per label)."""
+    y = np.asarray(torch.as_tensor(targets).cpu()).astype(int)
+    counts = {name: y[idx].sum(0) for name, idx in splits.items()}
+    counts["total"] = y.sum(0)
+    return pd.DataFrame(counts, index=pd.Index(list(vocab), name="label"))

@@ -1,0 +1,254 @@
+"""The training loop later chapters reuse, written to be read top to bottom.
+
+It is the loop of chapter 4 (forward, loss, zero_grad, backward, step) plus what a real
+run needs: a OneCycle learning-rate schedule, mixed precision where the device supports
+it, optional channels_last, validation every epoch, a history table, atomic checkpoints
+that resume exactly, and a clear stop when the loss becomes NaN.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from helpers.metrics import mean_average_precision
+
+
+@dataclass
+class TrainConfig:
+    """Everything `fit` needs besides the model, the data and the loss."""
+
+    epochs: int = 5
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    amp: bool = True  # bf16 autocast on CPU and bf16-capable GPUs, fp16 + GradScaler otherwise
+    channels_last: bool = False
+    grad_clip: float | None = None
+    seed: int = 0
+    checkpoint: str | None = None  # path; written after every epoch, resumed from if present
+    progress: bool = True  # tqdm bars
+
+
+def amp_settings(device: torch.device, enabled: bool = True) -> tuple[torch.dtype | None, bool]:
+    """The autocast dtype for `device` (None: no autocast) and whether a GradScaler is needed.
+
+    fp16 gradients can underflow, so fp16 needs loss scaling; bf16 has fp32's range and
+    does not. A Colab T4 has fast fp16 but no fast bf16, hence the check. It asks for
+    *native* bf16 (compute capability 8.0+, Ampere and later): since PyTorch 2.3
+    ``torch.cuda.is_bf16_supported()`` also says True on a T4, where bf16 is only emulated.
+    """
+    if not enabled:
+        return None, False
+    if device.type == "cuda":
+        native_bf16 = (
+            torch.version.hip is not None or torch.cuda.get_device_capability(device)[0] >= 8
+        )
+        return (torch.bfloat16, False) if native_bf16 else (torch.float16, True)
+    if device.type == "cpu":
+        return torch.bfloat16, False
+    return None, False  # MPS and others: full precision
+
+
+def make_optimizer(
+    model: nn.Module, config: TrainConfig, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.OneCycleLR]:
+    """AdamW and a OneCycle schedule over the whole run, stepped once per batch.
+
+    OneCycle warms the learning rate up from ``lr / 25`` to ``lr`` over the first 30% of
+    the steps, then anneals it to almost zero. `fit` uses exactly this pair; so can a plot
+    of the schedule or a hand-written loop that must match `fit` step for step.
+    """
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch
+    )
+    return optimizer, scheduler
+
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    """Write to a temporary file, force it to disk, then rename over the old checkpoint.
+
+    A crash of the program or a power cut mid-write never leaves a torn file: the rename
+    happens only after ``os.fsync`` has put every byte of the new file on disk.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict:
+    """Load with ``weights_only=True``: a checkpoint is data, it must not be able to run code."""
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)  # overlaps the copy with compute when memory is pinned
+    return x.to(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
+
+
+@torch.inference_mode()
+def evaluate_loss_and_map(
+    model: nn.Module,
+    loader,
+    loss_fn: nn.Module,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> tuple[float, float]:
+    """Mean loss and macro mAP over a loader (probabilities gathered in float32 on the CPU)."""
+    model.eval()
+    total, n, probs, targets = 0.0, 0, [], []
+    for x, y in loader:
+        x, y = _to_device(x, device, channels_last), y.to(device, non_blocking=True)
+        with _autocast(device, amp_dtype):
+            logits = model(x)
+        total += loss_fn(logits.float(), y).item() * len(y)
+        n += len(y)
+        probs.append(torch.sigmoid(logits.float()).cpu())
+        targets.append(y.cpu())
+    return total / n, mean_average_precision(torch.cat(probs), torch.cat(targets))
+
+
+def _last_good(config: TrainConfig) -> str:
+    """Where the last finished epoch is, for the message of a run that stops."""
+    if not config.checkpoint:
+        return "set TrainConfig.checkpoint to keep the last finished epoch."
+    if Path(config.checkpoint).exists():
+        return f"the last finished epoch is in {config.checkpoint}."
+    return f"no epoch had finished, so nothing was written to {config.checkpoint}."
+
+
+def _check_same_settings(stored: dict, config: TrainConfig) -> None:
+    """Resuming with other settings would silently mix two runs: refuse, and say what differs."""
+    ignore = ("progress", "checkpoint")  # neither changes the weights
+    before = {k: v for k, v in stored.items() if k not in ignore}
+    now = {k: v for k, v in asdict(config).items() if k not in ignore}
+    differ = [k for k in sorted(before.keys() | now.keys()) if before.get(k) != now.get(k)]
+    if differ:
+        was = ", ".join(f"{k}={before.get(k)}" for k in differ)
+        asks = ", ".join(f"{k}={now.get(k)}" for k in differ)
+        raise ValueError(
+            f"checkpoint {config.checkpoint} was written with {was}; this run asks for {asks}: "
+            "delete the file or use the same settings"
+        )
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def fit(
+    model: nn.Module,
+    train_loader,
+    val_loader,
+    loss_fn: nn.Module,
+    config: TrainConfig,
+    device: torch.device | str = "cpu",
+) -> pd.DataFrame:
+    """Train `model` and return its history, one row per epoch.
+
+    If ``config.checkpoint`` names an existing file, training resumes after the epoch it
+    recorded and ends with the same weights as an uninterrupted run: each epoch's
+    shuffling and augmentation are seeded from ``config.seed + epoch`` (the global generator,
+    and the loader's own ``generator`` if it has one), not from whatever the random
+    generators did before. A checkpoint written with other settings (epochs, lr, ...) is
+    refused with a ValueError rather than resumed into a mixture of two runs.
+    """
+    device = torch.device(device)
+    model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    amp_dtype, use_scaler = amp_settings(device, config.amp)
+    optimizer, scheduler = make_optimizer(model, config, len(train_loader))
+    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+
+    start_epoch, history = 0, []
+    if config.checkpoint and Path(config.checkpoint).exists():
+        state = load_checkpoint(config.checkpoint, device)
+        _check_same_settings(state["config"], config)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if use_scaler and state["scaler"]:  # empty when written without one (CPU, bf16)
+            scaler.load_state_dict(state["scaler"])
+        start_epoch, history = state["epoch"] + 1, state["history"]
+
+    for epoch in range(start_epoch, config.epochs):
+        torch.manual_seed(config.seed + epoch)  # this epoch's shuffle, dropout, augmentation
+        if getattr(train_loader, "generator", None) is not None:
+            train_loader.generator.manual_seed(config.seed + epoch)  # a loader's own generator
+        model.train()
+        start, seen, total_loss = time.perf_counter(), 0, 0.0
+        batches = tqdm(
+            iter(train_loader),  # start the loader here, right after seeding, whatever wraps it
+            total=len(train_loader),
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            disable=not config.progress,
+            leave=False,
+        )
+        for step, (x, y) in enumerate(batches):
+            x, y = _to_device(x, device, config.channels_last), y.to(device, non_blocking=True)
+            with _autocast(device, amp_dtype):
+                logits = model(x)
+            loss = loss_fn(logits.float(), y)  # the loss in fp32: sigmoid/log are precision-hungry
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}: stopping. "
+                    "Lower the learning rate or check the inputs; " + _last_good(config)
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.grad_clip is not None:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            total_loss += loss.item() * len(y)
+            seen += len(y)
+        train_time = time.perf_counter() - start
+        val_loss, val_map = evaluate_loss_and_map(
+            model, val_loader, loss_fn, device, amp_dtype, config.channels_last
+        )
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": total_loss / seen,
+                "val_loss": val_loss,
+                "val_mAP": val_map,
+                "lr": scheduler.get_last_lr()[0],
+                "seconds": train_time,
+                "img_per_s": seen / train_time,
+            }
+        )
+        if config.checkpoint:
+            save_checkpoint(
+                config.checkpoint,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "epoch": epoch,
+                    "history": history,
+                    "config": asdict(config),
+                },
+            )
+    return pd.DataFrame(history).set_index("epoch")
