@@ -1,9 +1,16 @@
-"""Models the chapters train. Bigger ones (ResNets) come from torchvision directly."""
+"""Models the chapters train: a small CNN, and torchvision ResNets with a multi-label head."""
 
 from __future__ import annotations
 
+import socket
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
 import torch
+import torchvision
 from torch import nn
+from torchvision.models import WeightsEnum
 
 
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -39,3 +46,96 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.pool(self.features(x)).flatten(1))
+
+
+# --- ResNets from torchvision, with their ImageNet weights (chapters 7-9) -----------------
+
+WEIGHTS_HOST = "download.pytorch.org"
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights are neither on disk nor downloadable from here."""
+
+
+def _shown(path: Path) -> str:
+    """A path as a reader should see it: relative to the working directory, or with ``~``."""
+    path = Path(path)
+    for base, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
+        try:
+            return prefix + str(path.relative_to(base))
+        except ValueError:
+            pass
+    return str(path)
+
+
+def weights_file(weights: WeightsEnum) -> Path:
+    """Where torch.hub keeps (or would keep) the file of `weights`: <hub dir>/checkpoints/."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+
+
+def _reachable(host: str, timeout: float) -> str | None:
+    """None if a TCP connection to `host`:443 opens within `timeout` seconds, else the reason.
+
+    Runs in a thread so that a DNS lookup that hangs (some offline networks) cannot hang the
+    notebook: the check gives up after `timeout` seconds whatever the resolver does.
+    """
+    reason: list[str] = ["no answer within the timeout"]
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            reason.clear()
+        except OSError as err:
+            reason[0] = f"{type(err).__name__}: {err}"
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return reason[0] if reason else None
+
+
+def pretrained_state_dict(arch: str, weights: str = "DEFAULT", timeout: float = 2.0) -> dict:
+    """The ImageNet state dict of torchvision's `arch` (e.g. "resnet50"), from disk or the web.
+
+    torchvision downloads weights into the torch.hub folder on first use and reads them from
+    there afterwards. Without a network that first download fails, sometimes only after a
+    long wait; here it fails within `timeout` seconds and says which file to fetch and where
+    to put it. Files are loaded with ``weights_only=True``.
+    """
+    enum = torchvision.models.get_model_weights(arch)
+    chosen = enum.DEFAULT if weights == "DEFAULT" else enum[weights]
+    path = weights_file(chosen)
+    if not path.exists():
+        reason = _reachable(WEIGHTS_HOST, timeout)
+        if reason is not None:
+            raise WeightsUnavailableError(
+                f"{arch} weights {chosen} are not on disk and {WEIGHTS_HOST} cannot be "
+                f"reached ({reason}). Download {chosen.url} on a machine with internet and "
+                f"put it at {_shown(path)} (the torch.hub folder; TORCH_HOME moves it), or "
+                "build the model with weights=None to train from random initialisation."
+            )
+    return chosen.get_state_dict(progress=False, check_hash=True, weights_only=True)
+
+
+def resnet_multilabel(
+    arch: str = "resnet50",
+    n_labels: int = 20,
+    weights: str | None = "DEFAULT",
+    pool: str = "avg",
+) -> nn.Module:
+    """A torchvision ResNet with one logit per label, ImageNet weights unless ``weights=None``.
+
+    The 1000-class ImageNet head is replaced by a fresh ``Linear(features, n_labels)``; the
+    rest keeps its pretrained weights. ``pool="max"`` swaps global average pooling for global
+    max pooling, which suits "is this object anywhere?" questions: the ML-GCN authors report
+    93.0 vs 91.7 VOC 2007 mAP for a ResNet-101 at 448 px (see the references page).
+    """
+    if pool not in ("avg", "max"):
+        raise ValueError(f"pool must be 'avg' or 'max', not {pool!r}")
+    model = torchvision.models.get_model(arch, weights=None)
+    if weights is not None:
+        model.load_state_dict(pretrained_state_dict(arch, weights))
+    model.fc = nn.Linear(model.fc.in_features, n_labels)
+    if pool == "max":
+        model.avgpool = nn.AdaptiveMaxPool2d(1)
+    return model

@@ -35,6 +35,8 @@ class TrainConfig:
     seed: int = 0
     checkpoint: str | None = None  # path; written after every epoch, resumed from if present
     progress: bool = True  # tqdm bars
+    head: str | None = None  # name of the output layer ("fc" in torchvision ResNets) ...
+    backbone_lr_ratio: float = 1.0  # ... and every other layer's lr as a fraction of `lr`
 
 
 def amp_settings(device: torch.device, enabled: bool = True) -> tuple[torch.dtype | None, bool]:
@@ -65,12 +67,26 @@ def make_optimizer(
     OneCycle warms the learning rate up from ``lr / 25`` to ``lr`` over the first 30% of
     the steps, then anneals it to almost zero. `fit` uses exactly this pair; so can a plot
     of the schedule or a hand-written loop that must match `fit` step for step.
+
+    Frozen parameters (``requires_grad=False``) are left out. With ``config.head`` set, the
+    head trains at ``lr`` and the (pretrained) rest at ``lr * config.backbone_lr_ratio``:
+    fine-tuning should nudge ImageNet features, not overwrite them with a fresh head's noise.
     """
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if config.head is None:
+        groups = [{"params": [p for _, p in trainable], "lr": config.lr}]
+    else:
+        model.get_submodule(config.head)  # a wrong name fails here, not silently
+        head = [p for n, p in trainable if n.startswith(config.head + ".")]
+        backbone = [p for n, p in trainable if not n.startswith(config.head + ".")]
+        groups = [{"params": head, "lr": config.lr}]
+        if backbone:
+            groups.append({"params": backbone, "lr": config.lr * config.backbone_lr_ratio})
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch
+        optimizer,
+        max_lr=[g["lr"] for g in groups],
+        total_steps=config.epochs * steps_per_epoch,
     )
     return optimizer, scheduler
 
@@ -136,6 +152,7 @@ def _last_good(config: TrainConfig) -> str:
 def _check_same_settings(stored: dict, config: TrainConfig) -> None:
     """Resuming with other settings would silently mix two runs: refuse, and say what differs."""
     ignore = ("progress", "checkpoint")  # neither changes the weights
+    stored = {**asdict(TrainConfig()), **stored}  # settings added since it was written: defaults
     before = {k: v for k, v in stored.items() if k not in ignore}
     now = {k: v for k, v in asdict(config).items() if k not in ignore}
     differ = [k for k in sorted(before.keys() | now.keys()) if before.get(k) != now.get(k)]

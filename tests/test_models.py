@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch import nn
 
 from helpers.models import SmallCNN
 
@@ -55,3 +56,90 @@ def test_small_cnn_blocks_double_channels_and_halve_resolution(blocks):
         out = model(torch.rand(2, 1, 64, 64))
     assert feats.shape == (2, 8 * 2 ** (blocks - 1), 64 // 2**blocks, 64 // 2**blocks)
     assert out.shape == (2, 3)
+
+
+# --- ResNets with ImageNet weights ------------------------------------------------------
+
+import time  # noqa: E402
+
+import torchvision  # noqa: E402
+
+from helpers.models import (  # noqa: E402
+    WeightsUnavailableError,
+    pretrained_state_dict,
+    resnet_multilabel,
+    weights_file,
+)
+
+
+@pytest.fixture
+def hub_dir(tmp_path, monkeypatch):
+    """An empty torch.hub folder, so the tests never touch (or depend on) the real cache."""
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    return tmp_path / "hub"
+
+
+def test_planted_weights_file_is_what_the_pretrained_path_loads(hub_dir):
+    """The line readers run in Colab, exercised offline: torch.hub finds the file and loads it."""
+    torch.manual_seed(0)
+    planted = torchvision.models.resnet18(weights=None).state_dict()
+    path = weights_file(torchvision.models.ResNet18_Weights.IMAGENET1K_V1)
+    assert path == hub_dir / "checkpoints" / "resnet18-f37072fd.pth"
+    path.parent.mkdir(parents=True)
+    torch.save(planted, path)
+
+    model = resnet_multilabel("resnet18", n_labels=4, weights="DEFAULT")
+    torch.testing.assert_close(model.conv1.weight, planted["conv1.weight"])
+    torch.testing.assert_close(model.layer4[1].bn2.running_var, planted["layer4.1.bn2.running_var"])
+    assert model.fc.out_features == 4  # the ImageNet head is replaced, not loaded
+    assert isinstance(model.avgpool, nn.AdaptiveAvgPool2d)
+
+
+def test_weights_file_that_is_not_a_plain_state_dict_is_refused(hub_dir):
+    """weights_only=True: a file that would run code on load does not load."""
+    path = weights_file(torchvision.models.ResNet18_Weights.IMAGENET1K_V1)
+    path.parent.mkdir(parents=True)
+    torch.save({"evil": time.perf_counter}, path)  # a function object: not allowed
+    with pytest.raises(Exception, match="weights_only|Weights only"):
+        pretrained_state_dict("resnet18")
+
+
+def test_offline_without_the_file_fails_fast_and_says_what_to_do(hub_dir, monkeypatch):
+    import helpers.models as models
+
+    monkeypatch.setattr(models, "WEIGHTS_HOST", "weights.invalid")  # never resolves
+    start = time.perf_counter()
+    with pytest.raises(WeightsUnavailableError) as info:
+        resnet_multilabel("resnet50", weights="IMAGENET1K_V2")
+    assert time.perf_counter() - start < 3  # the download would otherwise be tried
+    message = str(info.value)
+    assert "https://download.pytorch.org/models/resnet50-11ad3fa6.pth" in message
+    assert "checkpoints/resnet50-11ad3fa6.pth" in message
+    assert "weights=None" in message
+
+
+def test_a_hanging_network_is_cut_off_by_the_timeout(monkeypatch):
+    import helpers.models as models
+
+    monkeypatch.setattr(models.socket, "create_connection", lambda *a, **k: time.sleep(5))
+    start = time.perf_counter()
+    assert models._reachable("example.org", timeout=0.2) == "no answer within the timeout"
+    assert time.perf_counter() - start < 1
+
+
+def test_random_init_never_touches_the_network(hub_dir, monkeypatch):
+    import helpers.models as models
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("network used")
+
+    monkeypatch.setattr(models, "_reachable", no_network)
+    model = resnet_multilabel("resnet18", n_labels=20, weights=None, pool="max")
+    assert isinstance(model.avgpool, nn.AdaptiveMaxPool2d)
+    with torch.no_grad():
+        assert model.eval()(torch.rand(2, 3, 64, 64)).shape == (2, 20)
+
+
+def test_unknown_pool_is_refused():
+    with pytest.raises(ValueError, match="pool"):
+        resnet_multilabel("resnet18", weights=None, pool="mean")

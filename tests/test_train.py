@@ -284,3 +284,32 @@ def test_save_checkpoint_forces_the_file_to_disk_before_the_rename(tmp_path, mon
     save_checkpoint(tmp_path / "ck.pt", {"epoch": 1})
     assert calls == ["fsync", "replace"]
     assert load_checkpoint(tmp_path / "ck.pt") == {"epoch": 1}
+
+
+def test_head_trains_at_lr_and_backbone_at_the_ratio():
+    from helpers.models import resnet_multilabel
+
+    model = resnet_multilabel("resnet18", n_labels=3, weights=None)
+    config = TrainConfig(epochs=1, lr=1e-2, head="fc", backbone_lr_ratio=0.1)
+    optimizer, scheduler = make_optimizer(model, config, steps_per_epoch=10)
+    head, backbone = optimizer.param_groups
+    assert {id(p) for p in head["params"]} == {id(p) for p in model.fc.parameters()}
+    assert len(backbone["params"]) == len(list(model.parameters())) - 2
+    assert scheduler.optimizer.param_groups[0]["max_lr"] == pytest.approx(1e-2)
+    assert scheduler.optimizer.param_groups[1]["max_lr"] == pytest.approx(1e-3)
+
+
+def test_frozen_parameters_are_left_out_of_the_optimizer():
+    from helpers.models import resnet_multilabel
+
+    model = resnet_multilabel("resnet18", n_labels=3, weights=None)
+    for name, p in model.named_parameters():
+        p.requires_grad = name.startswith("fc.")
+    optimizer, _ = make_optimizer(model, TrainConfig(head="fc"), steps_per_epoch=1)
+    assert len(optimizer.param_groups) == 1
+    assert len(optimizer.param_groups[0]["params"]) == 2
+
+
+def test_a_wrong_head_name_fails_loudly():
+    with pytest.raises(AttributeError, match="nope"):
+        make_optimizer(nn.Linear(2, 2), TrainConfig(head="nope"), steps_per_epoch=1)
