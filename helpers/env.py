@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 import platform
 import random
+import socket
+import threading
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -128,3 +131,35 @@ def glue(name: str, value, display: bool = False) -> None:
     if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
         value = value.item()  # NumPy 2 / torch scalars: the book formats plain Python numbers
     myst_glue(name, value, display=display)
+
+
+def shown_path(path: Path) -> str:
+    """A path as a reader should see it: relative to the working directory, or with ``~``."""
+    path = Path(path)
+    for base, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
+        try:
+            return prefix + str(path.relative_to(base))
+        except ValueError:
+            pass
+    return str(path)
+
+
+def reachable(host: str, timeout: float) -> str | None:
+    """None if a TCP connection to `host`:443 opens within `timeout` seconds, else the reason.
+
+    Runs in a thread so that a DNS lookup that hangs (some offline networks) cannot hang the
+    notebook: the check gives up after `timeout` seconds whatever the resolver does.
+    """
+    reason: list[str] = ["no answer within the timeout"]
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            reason.clear()
+        except OSError as err:
+            reason[0] = f"{type(err).__name__}: {err}"
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return reason[0] if reason else None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -11,6 +9,8 @@ import torch
 import torchvision
 from torch import nn
 from torchvision.models import WeightsEnum
+
+from helpers.env import reachable, shown_path
 
 
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -57,41 +57,9 @@ class WeightsUnavailableError(RuntimeError):
     """Pretrained weights are neither on disk nor downloadable from here."""
 
 
-def _shown(path: Path) -> str:
-    """A path as a reader should see it: relative to the working directory, or with ``~``."""
-    path = Path(path)
-    for base, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
-        try:
-            return prefix + str(path.relative_to(base))
-        except ValueError:
-            pass
-    return str(path)
-
-
 def weights_file(weights: WeightsEnum) -> Path:
     """Where torch.hub keeps (or would keep) the file of `weights`: <hub dir>/checkpoints/."""
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
-
-
-def _reachable(host: str, timeout: float) -> str | None:
-    """None if a TCP connection to `host`:443 opens within `timeout` seconds, else the reason.
-
-    Runs in a thread so that a DNS lookup that hangs (some offline networks) cannot hang the
-    notebook: the check gives up after `timeout` seconds whatever the resolver does.
-    """
-    reason: list[str] = ["no answer within the timeout"]
-
-    def connect() -> None:
-        try:
-            socket.create_connection((host, 443), timeout=timeout).close()
-            reason.clear()
-        except OSError as err:
-            reason[0] = f"{type(err).__name__}: {err}"
-
-    worker = threading.Thread(target=connect, daemon=True)
-    worker.start()
-    worker.join(timeout)
-    return reason[0] if reason else None
 
 
 def pretrained_state_dict(arch: str, weights: str = "DEFAULT", timeout: float = 2.0) -> dict:
@@ -106,12 +74,12 @@ def pretrained_state_dict(arch: str, weights: str = "DEFAULT", timeout: float = 
     chosen = enum.DEFAULT if weights == "DEFAULT" else enum[weights]
     path = weights_file(chosen)
     if not path.exists():
-        reason = _reachable(WEIGHTS_HOST, timeout)
+        reason = reachable(WEIGHTS_HOST, timeout)
         if reason is not None:
             raise WeightsUnavailableError(
                 f"{arch} weights {chosen} are not on disk and {WEIGHTS_HOST} cannot be "
                 f"reached ({reason}). Download {chosen.url} on a machine with internet and "
-                f"put it at {_shown(path)} (the torch.hub folder; TORCH_HOME moves it), or "
+                f"put it at {shown_path(path)} (the torch.hub folder; TORCH_HOME moves it), or "
                 "build the model with weights=None to train from random initialisation."
             )
     return chosen.get_state_dict(progress=False, check_hash=True, weights_only=True)

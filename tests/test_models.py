@@ -119,11 +119,11 @@ def test_offline_without_the_file_fails_fast_and_says_what_to_do(hub_dir, monkey
 
 
 def test_a_hanging_network_is_cut_off_by_the_timeout(monkeypatch):
-    import helpers.models as models
+    import helpers.env as env
 
-    monkeypatch.setattr(models.socket, "create_connection", lambda *a, **k: time.sleep(5))
+    monkeypatch.setattr(env.socket, "create_connection", lambda *a, **k: time.sleep(5))
     start = time.perf_counter()
-    assert models._reachable("example.org", timeout=0.2) == "no answer within the timeout"
+    assert env.reachable("example.org", timeout=0.2) == "no answer within the timeout"
     assert time.perf_counter() - start < 1
 
 
@@ -133,7 +133,7 @@ def test_random_init_never_touches_the_network(hub_dir, monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError("network used")
 
-    monkeypatch.setattr(models, "_reachable", no_network)
+    monkeypatch.setattr(models, "reachable", no_network)
     model = resnet_multilabel("resnet18", n_labels=20, weights=None, pool="max")
     assert isinstance(model.avgpool, nn.AdaptiveMaxPool2d)
     with torch.no_grad():
