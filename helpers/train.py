@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from helpers import distributed
 from helpers.metrics import mean_average_precision
 
 
@@ -37,6 +38,7 @@ class TrainConfig:
     progress: bool = True  # tqdm bars
     head: str | None = None  # name of the output layer ("fc" in torchvision ResNets) ...
     backbone_lr_ratio: float = 1.0  # ... and every other layer's lr as a fraction of `lr`
+    ema_decay: float | None = None  # e.g. 0.999: validate and end with an EMA of the weights
 
 
 def amp_settings(device: torch.device, enabled: bool = True) -> tuple[torch.dtype | None, bool]:
@@ -126,9 +128,13 @@ def evaluate_loss_and_map(
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
 ) -> tuple[float, float]:
-    """Mean loss and macro mAP over a loader (probabilities gathered in float32 on the CPU)."""
+    """Mean loss and macro mAP over a loader (probabilities gathered in float32 on the CPU).
+
+    Under DDP with a DistributedSampler each rank sees a shard: the logits and targets of
+    all ranks are gathered so that loss and mAP are those of the whole set, on every rank.
+    """
     model.eval()
-    total, n, probs, targets = 0.0, 0, [], []
+    total, n, probs, targets, shard_logits = 0.0, 0, [], [], []
     for x, y in loader:
         x, y = _to_device(x, device, channels_last), y.to(device, non_blocking=True)
         with _autocast(device, amp_dtype):
@@ -137,6 +143,14 @@ def evaluate_loss_and_map(
         n += len(y)
         probs.append(torch.sigmoid(logits.float()).cpu())
         targets.append(y.cpu())
+        if distributed.is_sharded(loader):
+            shard_logits.append(logits.float().cpu())
+    if distributed.is_sharded(loader):  # mAP is not a mean of per-shard mAPs: gather first
+        n_all = len(loader.sampler.dataset)
+        all_logits = distributed.gather(torch.cat(shard_logits), n_all)
+        all_targets = distributed.gather(torch.cat(targets), n_all)
+        loss = loss_fn(all_logits.to(device), all_targets.to(device)).item()
+        return loss, mean_average_precision(torch.sigmoid(all_logits), all_targets)
     return total / n, mean_average_precision(torch.cat(probs), torch.cat(targets))
 
 
@@ -165,6 +179,23 @@ def _check_same_settings(stored: dict, config: TrainConfig) -> None:
         )
 
 
+def make_ema(model: nn.Module, decay: float | None):
+    """An exponential moving average (EMA) of `model`'s weights, or None if `decay` is None.
+
+    After each step the EMA moves a fraction ``1 - decay`` towards the current weights, so
+    it averages roughly the last ``1 / (1 - decay)`` steps: smoother than the last step's
+    weights, and often a little better on validation data. Batch-norm statistics are
+    averaged too (``use_buffers=True``).
+    """
+    if decay is None:
+        return None
+    if not 0 < decay < 1:
+        raise ValueError(f"ema_decay must be between 0 and 1, got {decay}")
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def _autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
@@ -187,6 +218,11 @@ def fit(
     and the loader's own ``generator`` if it has one), not from whatever the random
     generators did before. A checkpoint written with other settings (epochs, lr, ...) is
     refused with a ValueError rather than resumed into a mixture of two runs.
+
+    Started by ``torchrun`` (see helpers.distributed), the same function trains with
+    DistributedDataParallel: a DistributedSampler's ``set_epoch`` is called every epoch,
+    the history holds every rank's training loss and the whole validation set's metrics,
+    and only rank 0 writes the checkpoint (the others wait); a resume loads on every rank.
     """
     device = torch.device(device)
     model.to(device)
@@ -196,6 +232,7 @@ def fit(
     optimizer, scheduler = make_optimizer(model, config, len(train_loader))
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
 
+    ema = make_ema(model, config.ema_decay)  # None unless config.ema_decay is set
     start_epoch, history = 0, []
     if config.checkpoint and Path(config.checkpoint).exists():
         state = load_checkpoint(config.checkpoint, device)
@@ -205,19 +242,25 @@ def fit(
         scheduler.load_state_dict(state["scheduler"])
         if use_scaler and state["scaler"]:  # empty when written without one (CPU, bf16)
             scaler.load_state_dict(state["scaler"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         start_epoch, history = state["epoch"] + 1, state["history"]
 
+    module = model  # the caller's model: evaluated, checkpointed, returned trained
+    model = distributed.wrap(model, device)  # under torchrun: DDP, which all-reduces gradients
     for epoch in range(start_epoch, config.epochs):
         torch.manual_seed(config.seed + epoch)  # this epoch's shuffle, dropout, augmentation
         if getattr(train_loader, "generator", None) is not None:
             train_loader.generator.manual_seed(config.seed + epoch)  # a loader's own generator
+        if hasattr(getattr(train_loader, "sampler", None), "set_epoch"):
+            train_loader.sampler.set_epoch(epoch)  # DistributedSampler: a new order each epoch
         model.train()
         start, seen, total_loss = time.perf_counter(), 0, 0.0
         batches = tqdm(
             iter(train_loader),  # start the loader here, right after seeding, whatever wraps it
             total=len(train_loader),
             desc=f"epoch {epoch + 1}/{config.epochs}",
-            disable=not config.progress,
+            disable=not (config.progress and distributed.is_main()),
             leave=False,
         )
         for step, (x, y) in enumerate(batches):
@@ -238,11 +281,22 @@ def fit(
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
+            if ema is not None:
+                ema.update_parameters(module)
             total_loss += loss.item() * len(y)
             seen += len(y)
         train_time = time.perf_counter() - start
+        total_loss, seen = distributed.all_sum(total_loss, seen)  # all ranks' batches
+        distributed.sync_buffers(module)  # batch-norm statistics: rank 0's on every rank
+        if ema is not None:
+            distributed.sync_buffers(ema.module)  # its averaged statistics too
         val_loss, val_map = evaluate_loss_and_map(
-            model, val_loader, loss_fn, device, amp_dtype, config.channels_last
+            module if ema is None else ema.module,  # with EMA: validate the averaged weights
+            val_loader,
+            loss_fn,
+            device,
+            amp_dtype,
+            config.channels_last,
         )
         history.append(
             {
@@ -255,17 +309,20 @@ def fit(
                 "img_per_s": seen / train_time,
             }
         )
-        if config.checkpoint:
-            save_checkpoint(
-                config.checkpoint,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "epoch": epoch,
-                    "history": history,
-                    "config": asdict(config),
-                },
-            )
+        if config.checkpoint and distributed.is_main():  # one writer; the others wait below
+            state = {
+                "model": module.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "epoch": epoch,
+                "history": history,
+                "config": asdict(config),
+            }
+            if ema is not None:
+                state["ema"] = ema.state_dict()
+            save_checkpoint(config.checkpoint, state)
+        distributed.barrier()  # nobody reads the checkpoint or races ahead before it is written
+    if ema is not None:  # the caller gets the weights that were validated
+        module.load_state_dict(ema.module.state_dict())
     return pd.DataFrame(history).set_index("epoch")

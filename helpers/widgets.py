@@ -122,3 +122,142 @@ def threshold_explorer(
         control.observe(update, names="value")
     update()
     return w.VBox([mode, global_slider, label_box, output])
+
+
+# --- Chapter 10: a prediction explorer ----------------------------------------------------------
+
+
+@dataclass
+class PredictionView:
+    """What the prediction explorer shows for one image and one threshold setting."""
+
+    source: str  # the file's name
+    vocab: list[str]  # label order of the bars
+    image: torch.Tensor | None  # the model's input, un-normalised to [0, 1] (C, H, W)
+    table: pd.DataFrame | None  # helpers.predict.prediction_table: most probable first
+    error: str = ""  # why the file could not be used ("" if it could)
+
+
+def prediction_view(classifier, source, name: str | None = None, threshold=None) -> PredictionView:
+    """Predict one image (path or uploaded bytes) for the explorer; needs no browser.
+
+    ``threshold=None`` uses the classifier's tuned per-label thresholds, a number one
+    threshold for every label. A file that cannot be used gives a view holding its error
+    message rather than an exception: the explorer must survive a bad upload.
+    """
+    from pathlib import Path
+
+    from helpers.predict import open_image, predict_tensor, prediction_table
+
+    shown = name or (Path(source).name if isinstance(source, (str, Path)) else "uploaded file")
+    try:
+        x = open_image(source, classifier.preprocessing, name=shown)
+    except (OSError, ValueError) as err:
+        return PredictionView(shown, list(classifier.vocab), None, None, str(err))
+    probs = predict_tensor(classifier, x.unsqueeze(0))[0]
+    t = classifier.thresholds if threshold is None else threshold
+    prep = classifier.preprocessing
+    image = x * torch.tensor(prep.std).view(-1, 1, 1) + torch.tensor(prep.mean).view(-1, 1, 1)
+    table = prediction_table(probs, classifier.vocab, t)
+    return PredictionView(shown, list(classifier.vocab), image.clamp(0, 1), table)
+
+
+def plot_prediction(view: PredictionView):
+    """The image as the model sees it (left) and one bar per label (right).
+
+    Bars stay in vocabulary order, so they do not jump while a threshold moves; a black tick
+    on each bar marks that label's threshold, and predicted labels are drawn in colour.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(7.5, 0.28 * len(view.vocab) + 1.2), width_ratios=[1, 1.6]
+    )
+    left.axis("off")
+    if view.error:
+        left.text(0, 0.5, "cannot use this file", color="tab:red", va="center")
+        right.axis("off")
+        fig.suptitle(view.source, fontsize=10)
+        fig.tight_layout()
+        return fig
+    img = view.image.permute(1, 2, 0).squeeze(-1).numpy()
+    left.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
+    left.set_title(f"{view.source} (model input)", fontsize=9)
+    table = view.table.loc[view.vocab]
+    y = range(len(table))
+    colours = ["tab:blue" if p else "0.75" for p in table["predicted"]]
+    right.barh(y, table["probability"], color=colours, height=0.7)
+    right.vlines(table["threshold"], [i - 0.45 for i in y], [i + 0.45 for i in y], color="k", lw=2)
+    right.set_yticks(list(y), [f"label {v}" for v in table.index])
+    right.invert_yaxis()
+    right.set_xlim(0, 1)
+    right.set_xlabel("probability (black tick: threshold)")
+    predicted = " ".join(view.table.index[view.table["predicted"]]) or "(none)"
+    right.set_title(f"predicted: {predicted}", fontsize=10)
+    right.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def render_prediction_html(view: PredictionView) -> str:
+    """The view's numbers as HTML: the error, or the predicted labels and the full table."""
+    import html
+
+    if view.error:
+        return f'<b style="color:#b00">{html.escape(view.error)}</b>'
+    predicted = view.table[view.table["predicted"]]
+    summary = ", ".join(f"{k} ({p:.3f})" for k, p in predicted["probability"].items()) or "none"
+    table = view.table.to_html(float_format=lambda v: f"{v:.3f}")
+    return f"<b>{html.escape(view.source)}: predicted {html.escape(summary)}</b>{table}"
+
+
+def prediction_explorer(classifier, images: dict, threshold: float = 0.5):
+    """A widget: pick a test image (Dropdown) or upload one (FileUpload), see each label's
+    probability and threshold, and switch from the tuned thresholds to one slider.
+
+    `images` maps a name to an image file. The figure is drawn with matplotlib into a PNG
+    shown by an ``Image`` widget, so the widget works wherever ipywidgets' own widgets do.
+    """
+    import io
+
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+
+    picker = w.Dropdown(options=list(images), description="test image")
+    upload = w.FileUpload(accept="image/*", multiple=False, description="upload")
+    mode = w.ToggleButtons(options=["tuned per label", "one for all labels"])
+    slider = w.FloatSlider(
+        value=threshold, min=0.0, max=1.0, step=0.01, description="threshold",
+        continuous_update=False, disabled=True,
+    )  # fmt: skip
+    figure, text = w.Image(format="png"), w.HTML()
+    current = {"source": images[picker.value] if images else None, "name": picker.value}
+
+    def update(_=None):
+        slider.disabled = mode.value == "tuned per label"
+        t = None if slider.disabled else slider.value
+        if current["source"] is None:
+            return
+        view = prediction_view(classifier, current["source"], current["name"], t)
+        fig = plot_prediction(view)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=80)
+        plt.close(fig)
+        figure.value, text.value = buffer.getvalue(), render_prediction_html(view)
+
+    def picked(change):
+        current.update(source=images[change["new"]], name=change["new"])
+        update()
+
+    def uploaded(change):
+        if change["new"]:  # ipywidgets 8: a tuple of dicts with "name" and "content"
+            file = change["new"][-1]
+            current.update(source=bytes(file["content"]), name=file["name"])
+            update()
+
+    picker.observe(picked, names="value")
+    upload.observe(uploaded, names="value")
+    mode.observe(update, names="value")
+    slider.observe(update, names="value")
+    update()
+    return w.VBox([w.HBox([picker, upload]), w.HBox([mode, slider]), figure, text])

@@ -2,9 +2,6 @@
 
 import json
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -76,23 +73,16 @@ def test_chapter_has_exercises_with_hidden_solutions(nb):
 
 
 @pytest.mark.slow
-def test_book_builds_without_warnings(tmp_path, request):
-    """`jupyter-book build . -W -n --keep-going` must pass with zero warnings."""
-    cache = getattr(request.config, "cache", None)
-    if cache is not None:  # make sure .pytest_cache (with its README.md) exists, as it will
-        cache.set("book/build", True)  # for a reader who builds after running the tests
-    jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or "jupyter-book"
-    result = subprocess.run(
-        [jb, "build", ".", "-W", "-n", "--keep-going", "--path-output", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, log[-5000:]
+def test_book_builds_without_warnings(book_build):
+    """`jupyter-book build . -W -n --keep-going` must pass with zero warnings.
+
+    The build itself is the session fixture `book_build` (tests/conftest.py), shared with the
+    browser test so the book is built once.
+    """
+    log = book_build.log
+    assert book_build.returncode == 0, log[-5000:]
     assert "WARNING" not in log, log[-5000:]
-    html = tmp_path / "_build" / "html"
+    html = book_build.html
     for name in toc_files():
         page = html / (name + ".html")
         assert page.exists(), f"{page.name} was not built"

@@ -77,3 +77,117 @@ def test_threshold_explorer_rounds_start_values_like_its_snapshot():
     assert label_box.children[0].value == 0.46
     shown = start.round(decimals=2)
     assert output.value == render_html(explorer_view(probs, TARGETS, VOCAB, shown, 4))
+
+
+# --- Chapter 10: the prediction explorer -----------------------------------------------------
+
+
+def _classifier():
+    from torch import nn
+
+    from helpers.predict import Classifier, Preprocessing
+
+    class MeanModel(nn.Module):  # logits (4m, -4m) from the image's mean m in [-2, 2]
+        def forward(self, x):
+            m = x.mean(dim=(1, 2, 3))
+            return torch.stack([4 * m, -4 * m], dim=1)
+
+    prep = Preprocessing(image_size=8, mean=(0.5,), std=(0.25,))
+    return Classifier(
+        MeanModel(), {"name": "MeanModel"}, ["cat", "dog"], prep, torch.tensor([0.5, 0.1])
+    )
+
+
+def _pngs(tmp_path):
+    from PIL import Image
+
+    Image.new("L", (8, 8), 255).save(tmp_path / "white.png")  # logits (8, -8)
+    Image.new("L", (8, 8), 128).save(tmp_path / "grey.png")  # m = 0.0078: probs ~ (0.508, 0.492)
+    return {"white": tmp_path / "white.png", "grey": tmp_path / "grey.png"}
+
+
+def test_prediction_view_tuned_and_global_thresholds(tmp_path):
+    from helpers.widgets import prediction_view
+
+    images = _pngs(tmp_path)
+    view = prediction_view(_classifier(), images["grey"])
+    assert view.source == "grey.png" and view.error == ""
+    assert view.table["predicted"].to_dict() == {"cat": True, "dog": True}  # tuned: 0.5, 0.1
+    assert view.image.shape == (1, 8, 8) and view.image.max() <= 1
+    assert view.image[0, 0, 0].item() == pytest.approx(128 / 255)  # un-normalised
+    view = prediction_view(_classifier(), images["grey"], threshold=0.5)
+    assert view.table["predicted"].to_dict() == {"cat": True, "dog": False}
+    assert view.table["threshold"].tolist() == [0.5, 0.5]
+
+
+def test_prediction_view_of_a_bad_file_holds_the_error(tmp_path):
+    from helpers.widgets import plot_prediction, prediction_view, render_prediction_html
+
+    view = prediction_view(_classifier(), b"not an image", name="upload.png")
+    assert view.table is None and "cannot decode upload.png" in view.error
+    assert "cannot decode upload.png" in render_prediction_html(view)
+    plot_prediction(view)  # draws a message, does not fail
+
+
+def test_plot_prediction_bars_in_vocabulary_order(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from helpers.widgets import plot_prediction, prediction_view
+
+    view = prediction_view(_classifier(), _pngs(tmp_path)["white"])
+    fig = plot_prediction(view)
+    bars = fig.axes[1].patches
+    assert [b.get_width() for b in bars] == pytest.approx(
+        [torch.sigmoid(torch.tensor(8.0)).item(), torch.sigmoid(torch.tensor(-8.0)).item()]
+    )
+    assert fig.axes[1].get_title() == "predicted: cat"
+    plt.close(fig)
+
+
+def test_prediction_explorer_updates_on_pick_upload_and_slider(tmp_path):
+    pytest.importorskip("ipywidgets")
+    import datetime
+
+    from helpers.widgets import prediction_explorer, prediction_view, render_prediction_html
+
+    clf, images = _classifier(), _pngs(tmp_path)
+    box = prediction_explorer(clf, images)
+    (picker, upload), (mode, slider) = box.children[0].children, box.children[1].children
+    figure, text = box.children[2], box.children[3]
+    assert text.value == render_prediction_html(prediction_view(clf, images["white"], "white"))
+    assert figure.value[:4] == b"\x89PNG" and slider.disabled
+
+    picker.value = "grey"  # observers run without a browser
+    assert text.value == render_prediction_html(prediction_view(clf, images["grey"], "grey"))
+
+    mode.value = "one for all labels"
+    assert not slider.disabled
+    slider.value = 0.6
+    expected = prediction_view(clf, images["grey"], "grey", threshold=0.6)
+    assert text.value == render_prediction_html(expected) and "predicted none" in text.value
+
+    content = images["white"].read_bytes()
+    upload.value = (
+        {
+            "name": "mine.png",
+            "type": "image/png",
+            "size": len(content),
+            "content": memoryview(content),
+            "last_modified": datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
+        },
+    )
+    expected = prediction_view(clf, content, "mine.png", threshold=0.6)
+    assert (
+        text.value == render_prediction_html(expected) and "mine.png: predicted cat" in text.value
+    )
+
+    upload.value = (
+        {
+            "name": "notes.txt",
+            "type": "text/plain",
+            "size": 5,
+            "content": memoryview(b"hello"),
+            "last_modified": datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
+        },
+    )
+    assert "cannot decode notes.txt" in text.value  # a bad upload is shown, not raised

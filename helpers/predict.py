@@ -1,0 +1,348 @@
+"""Using a trained model: one file that holds everything prediction needs, and prediction
+on image files that fails clearly on bad input.
+
+A model's weights alone cannot predict anything useful: the outputs are numbered columns,
+and the image must be prepared exactly as in training. So the file written here holds:
+
+- the weights (a ``state_dict``: tensors only, no pickled Python objects);
+- the architecture as a name and keyword arguments, rebuilt by :func:`build_model`;
+- the label vocabulary, in output order;
+- the preprocessing, as plain numbers and strings (:class:`Preprocessing`);
+- the thresholds tuned on validation data (chapter 5), one per label.
+
+It is written with :func:`helpers.train.save_checkpoint` (atomic) and read with
+:func:`helpers.train.load_checkpoint` (``weights_only=True``: loading runs no code).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import nn
+
+from helpers.folder import load_image
+from helpers.models import SmallCNN, resnet_multilabel
+from helpers.train import load_checkpoint, save_checkpoint
+
+FORMAT = "multilabel-book-classifier/1"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+RESIZE_RULES = ("pad", "stretch")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image file becomes the model's input, as plain data (no transform objects).
+
+    ``channels`` 1 opens files as greyscale ("L"), 3 as RGB (see :func:`open_image` for the
+    conversions). ``resize`` "pad" scales the longer side to ``image_size`` and pads the
+    rest with ``pad_value`` (shapes keep their proportions); "stretch" resizes both sides
+    to ``image_size``. Then pixels go to [0, 1] and are normalised: ``(x - mean) / std``
+    per channel.
+    """
+
+    image_size: int = 64
+    channels: int = 1
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    resize: str = "pad"
+    pad_value: int = 0  # 0..255; 0 is the black background of the digit canvases
+
+    def __post_init__(self):
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, not {self.channels}")
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ValueError(f"mean and std need {self.channels} value(s) each")
+        if self.resize not in RESIZE_RULES:
+            raise ValueError(f"resize must be one of {RESIZE_RULES}, not {self.resize!r}")
+
+
+def build_model(arch: dict) -> nn.Module:
+    """The architecture named in ``arch`` ({"name": ..., "kwargs": {...}}), untrained.
+
+    A plain if/else: every model the book saves is listed here, nothing is looked up by a
+    string in a registry. ResNets are built with ``weights=None``: the file brings weights.
+    """
+    name, kwargs = arch["name"], dict(arch.get("kwargs", {}))
+    if name == "SmallCNN":
+        return SmallCNN(**kwargs)
+    if name == "resnet_multilabel":
+        return resnet_multilabel(**{**kwargs, "weights": None})
+    raise ValueError(f"unknown architecture {name!r}: known are 'SmallCNN', 'resnet_multilabel'")
+
+
+@dataclass
+class Classifier:
+    """A loaded model with everything needed to turn image files into label names."""
+
+    model: nn.Module
+    arch: dict
+    vocab: list[str]
+    preprocessing: Preprocessing
+    thresholds: torch.Tensor  # one per label, tuned on validation data
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+
+def save_classifier(
+    path: str | Path,
+    model: nn.Module,
+    arch: dict,
+    vocab: Sequence[str],
+    preprocessing: Preprocessing,
+    thresholds,
+) -> None:
+    """Write one file with weights, architecture, labels, preprocessing and thresholds.
+
+    Only tensors, numbers, strings, lists and dicts go in, so ``weights_only=True`` can load
+    it. A vocabulary or thresholds that do not match the model's outputs are refused now,
+    not discovered by whoever loads the file.
+    """
+    vocab = [str(v) for v in vocab]
+    t = torch.as_tensor(thresholds, dtype=torch.float32).expand(len(vocab))
+    n_out = _n_outputs(model, preprocessing)
+    if n_out != len(vocab):
+        raise ValueError(f"the model has {n_out} outputs but the vocabulary {len(vocab)} labels")
+    state = {
+        "format": FORMAT,
+        "model": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        "arch": {"name": arch["name"], "kwargs": dict(arch.get("kwargs", {}))},
+        "vocab": vocab,
+        "preprocessing": asdict(preprocessing),
+        "thresholds": [float(x) for x in t],
+    }
+    save_checkpoint(path, state)
+
+
+def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> Classifier:
+    """Read a file written by :func:`save_classifier` (``weights_only=True``), rebuild the
+    model, load its weights strictly and put it in eval mode on `device`."""
+    device = torch.device(device)
+    state = load_checkpoint(path, "cpu")
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        keys = sorted(state)[:6] if isinstance(state, dict) else type(state).__name__
+        raise ValueError(
+            f"{path} is not a classifier file written by save_classifier (it holds {keys}); "
+            "a bare state_dict has no labels, preprocessing or thresholds to predict with"
+        )
+    prep = Preprocessing(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in state["preprocessing"].items()}
+    )
+    model = build_model(state["arch"])
+    model.load_state_dict(state["model"])  # strict: a missing or extra tensor is an error
+    model.eval().to(device)
+    return Classifier(
+        model, state["arch"], list(state["vocab"]), prep, torch.tensor(state["thresholds"]), device
+    )
+
+
+def _n_outputs(model: nn.Module, prep: Preprocessing) -> int:
+    """Number of outputs, from one blank image (eval mode, restored afterwards)."""
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        blank = torch.zeros(1, prep.channels, prep.image_size, prep.image_size, device=device)
+        with torch.inference_mode():
+            return model(blank).shape[1]
+    finally:
+        model.train(was_training)
+
+
+# --- From a file to a tensor ------------------------------------------------------------------
+
+
+def open_image(
+    source: str | Path | bytes,
+    prep: Preprocessing,
+    name: str | None = None,
+    max_pixels: int | None = None,
+) -> torch.Tensor:
+    """An image file (a path, or the bytes of an upload) as the model's input (C, H, W).
+
+    Every error names the file (``name`` for bytes):
+
+    - a missing file raises FileNotFoundError; an empty one (0 bytes) ValueError;
+    - a file that is not an image raises OSError ("cannot decode ...");
+    - more pixels than ``max_pixels`` (default: PIL's decompression-bomb limit,
+      ``PIL.Image.MAX_IMAGE_PIXELS``, about 89 million) raises ValueError before anything is
+      decoded: a few hundred kilobytes of PNG can decode to gigabytes. ``max_pixels`` can
+      only lower PIL's limit; raising that is a deliberate ``Image.MAX_IMAGE_PIXELS = ...``;
+    - channels are converted as :func:`helpers.folder.load_image` does: RGB -> greyscale by
+      luminance, greyscale -> RGB by copying, transparency composited over black, 16-bit
+      scaled to 8 bits (65535 -> 255), EXIF rotation applied.
+
+    Bytes are written to a temporary file so they go through exactly the same checks.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        shown = name or "uploaded file"
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / Path(shown).name
+            path.write_bytes(bytes(source))
+            try:
+                return open_image(path, prep, max_pixels=max_pixels)
+            except (OSError, ValueError) as err:
+                raise type(err)(str(err).replace(str(path), shown)) from None
+    path = Path(source)
+    if not path.is_file():
+        what = "is a folder, not an image file" if path.is_dir() else "does not exist"
+        raise FileNotFoundError(f"{path} {what}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty (0 bytes)")
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as header:  # reads the header only: cheap at any size
+                width, height = header.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ValueError(f"{path}: {err} Downscale the file before predicting.") from None
+    except UnidentifiedImageError:
+        raise OSError(f"cannot decode {path}: not an image file PIL can read") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise OSError(f"cannot decode {path}: {err}") from err
+    if limit is not None and width * height > limit:
+        raise ValueError(
+            f"{path}: {width}x{height} = {width * height:,} pixels is over the limit of "
+            f"{limit:,}; downscale the file first (the model sees {prep.image_size}x"
+            f"{prep.image_size}) or raise max_pixels if you trust it"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked above
+        image = load_image(path, "L" if prep.channels == 1 else "RGB")
+    return preprocess(image, prep)
+
+
+def preprocess(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
+    """A PIL image of the right mode -> normalised float tensor (C, size, size)."""
+    size = prep.image_size
+    if prep.resize == "stretch":
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    elif image.size != (size, size):  # "pad": keep proportions, centre on a blank canvas
+        scale = size / max(image.size)
+        w, h = (max(1, round(s * scale)) for s in image.size)
+        fill = prep.pad_value if prep.channels == 1 else (prep.pad_value,) * 3
+        canvas = Image.new(image.mode, (size, size), fill)
+        canvas.paste(
+            image.resize((w, h), Image.Resampling.BILINEAR), ((size - w) // 2, (size - h) // 2)
+        )
+        image = canvas
+    x = torch.from_numpy(np.array(image, dtype=np.float32) / 255)
+    x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
+    mean = torch.tensor(prep.mean).view(-1, 1, 1)
+    std = torch.tensor(prep.std).view(-1, 1, 1)
+    return (x - mean) / std
+
+
+# --- Prediction -------------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def predict_tensor(classifier: Classifier, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Probabilities (N, labels) for a batch of preprocessed images, on the CPU in float32.
+
+    ``inference_mode`` stores no autograd information (less memory, a little faster than
+    ``no_grad``); the model runs in eval mode on the classifier's device, in batches.
+    """
+    classifier.model.eval()
+    out = [
+        torch.sigmoid(classifier.model(x[i : i + batch_size].to(classifier.device))).float().cpu()
+        for i in range(0, len(x), batch_size)
+    ]
+    return torch.cat(out) if out else torch.empty(0, len(classifier.vocab))
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's result: every label's probability and threshold, most probable first."""
+
+    source: str
+    table: pd.DataFrame  # index: label; columns probability, threshold, predicted
+
+    @property
+    def labels(self) -> list[str]:
+        """The predicted labels (probability >= the label's threshold), most probable first."""
+        return self.table.index[self.table["predicted"]].tolist()
+
+
+def prediction_table(probs: torch.Tensor, vocab: Sequence[str], thresholds) -> pd.DataFrame:
+    """One image's probabilities as a table sorted by probability (ties: vocabulary order)."""
+    probs = torch.as_tensor(probs).float().flatten()
+    t = torch.as_tensor(thresholds, dtype=torch.float32).expand(len(vocab))
+    table = pd.DataFrame(
+        {
+            "probability": probs.tolist(),
+            "threshold": t.tolist(),
+            "predicted": (probs >= t).tolist(),
+        },
+        index=pd.Index([str(v) for v in vocab], name="label"),
+    )
+    order = np.argsort(-probs.numpy(), kind="stable")
+    return table.iloc[order]
+
+
+def predict_image(
+    classifier: Classifier, source: str | Path | bytes, name: str | None = None, thresholds=None
+) -> Prediction:
+    """Predict one image file (path or bytes). ``thresholds`` overrides the tuned ones."""
+    x = open_image(source, classifier.preprocessing, name=name)
+    probs = predict_tensor(classifier, x.unsqueeze(0))[0]
+    t = classifier.thresholds if thresholds is None else thresholds
+    shown = name or (Path(source).name if isinstance(source, (str, Path)) else "uploaded file")
+    return Prediction(shown, prediction_table(probs, classifier.vocab, t))
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """The image files in `folder` (by suffix), sorted by name; subfolders are not searched."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def predict_folder(
+    classifier: Classifier, folder: str | Path, batch_size: int = 64, errors: str = "raise"
+) -> pd.DataFrame:
+    """Predict every image file in `folder`, in batches: one row per file.
+
+    Columns: ``labels`` (predicted, most probable first, space-separated), ``error`` (empty
+    unless ``errors="report"``) and one probability column per label. With
+    ``errors="raise"`` the first bad file stops everything with its clear error; with
+    ``errors="report"`` a bad file gets its message in ``error`` and no probabilities.
+    """
+    if errors not in ("raise", "report"):
+        raise ValueError(f"errors must be 'raise' or 'report', not {errors!r}")
+    files = image_files(folder)
+    rows, tensors, good = [], [], []
+    for path in files:
+        try:
+            tensors.append(open_image(path, classifier.preprocessing))
+            good.append(path.name)
+        except (OSError, ValueError) as err:
+            if errors == "raise":
+                raise
+            rows.append(
+                {"file": path.name, "labels": "", "error": str(err).replace(str(path), path.name)}
+            )
+    probs = (
+        predict_tensor(classifier, torch.stack(tensors), batch_size) if tensors else torch.empty(0)
+    )
+    vocab = classifier.vocab
+    for name, p in zip(good, probs, strict=True):
+        table = prediction_table(p, vocab, classifier.thresholds)
+        rows.append(
+            {
+                "file": name,
+                "labels": " ".join(table.index[table["predicted"]]),
+                "error": "",
+                **dict(zip(vocab, p.tolist(), strict=True)),
+            }
+        )
+    columns = ["file", "labels", "error", *vocab]
+    return pd.DataFrame(rows, columns=columns).sort_values("file").set_index("file")

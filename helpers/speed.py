@@ -1,0 +1,93 @@
+"""How fast does training go, and how much of each step waits for data?
+
+On a GPU the usual bottleneck of an image pipeline is not the model but the CPU: decoding
+JPEGs and resizing them. :class:`DataWaitMeter` wraps a DataLoader and adds up the time
+the training loop spends blocked on ``next(batch)``. Divided by the epoch's time, that is
+the fraction of each step spent waiting for data: near 0, the GPU is the limit; large,
+more DataLoader workers (or cheaper decoding) would speed training up.
+
+The wait is measured where the loop asks for a batch. It is only meaningful when the loop
+synchronises with the device once per step (``helpers.train.fit`` does: it reads
+``loss.item()``); otherwise queued GPU work hides inside the next wait.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+
+class DataWaitMeter:
+    """A DataLoader wrapper that counts the seconds spent waiting for each batch.
+
+    It passes ``len()`` and the loader's ``generator`` through, so ``helpers.train.fit``
+    accepts it in place of the loader. ``clock`` is replaceable for tests.
+    """
+
+    def __init__(self, loader, clock: Callable[[], float] = time.perf_counter):
+        self.loader, self.clock = loader, clock
+        self.wait_seconds, self.batches, self.images = 0.0, 0, 0
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    @property
+    def generator(self):
+        return getattr(self.loader, "generator", None)
+
+    def reset(self) -> None:
+        self.wait_seconds, self.batches, self.images = 0.0, 0, 0
+
+    def __iter__(self) -> Iterator:
+        batches = iter(self.loader)
+        while True:
+            start = self.clock()
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            self.wait_seconds += self.clock() - start
+            self.batches += 1
+            self.images += len(batch[0])
+            yield batch
+
+
+@dataclass(frozen=True)
+class SpeedReport:
+    images: int
+    seconds: float
+    wait_seconds: float
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds
+
+    @property
+    def data_wait_fraction(self) -> float:
+        """Share of the training time spent waiting for batches (0: never waited)."""
+        return min(self.wait_seconds / self.seconds, 1.0)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.images_per_s:.1f} img/s over {self.images} images; "
+            f"{self.data_wait_fraction:.0%} of the time waiting for data"
+        )
+
+
+def speed_report(meter: DataWaitMeter, train_seconds: float) -> SpeedReport:
+    """Throughput and data-wait share of the epochs `meter` counted, which took `train_seconds`
+    (e.g. ``history["seconds"].sum()`` from ``fit``)."""
+    if train_seconds <= 0:
+        raise ValueError(f"train_seconds must be positive, got {train_seconds}")
+    return SpeedReport(meter.images, train_seconds, meter.wait_seconds)
+
+
+def loader_throughput(loader, max_batches: int | None = None) -> float:
+    """Images per second a loader delivers with no model at all: the pipeline's ceiling."""
+    start, images = time.perf_counter(), 0
+    for i, (x, _) in enumerate(loader):
+        images += len(x)
+        if max_batches is not None and i + 1 >= max_batches:
+            break
+    return images / (time.perf_counter() - start)

@@ -1,0 +1,388 @@
+"""The built HTML book in a real browser: headless Chromium driven by Playwright.
+
+Every page listed in _toc.yml is opened from disk (file://, as a reader opens
+_build/html/index.html) and checked for: console errors from the book's own assets, figures
+that render, internal links that resolve, a working Colab launch link on each chapter, readable
+snapshots of widgets, and hidden solutions that open. Screenshots of two pages are written to
+the repository's build folder, `_build/screenshots/` (git-ignored); the book itself is built
+into pytest's temporary folder (tests/conftest.py).
+
+Needs Chromium (Debian: `apt-get install chromium`, used at /usr/bin/chromium; Playwright never
+downloads a browser here) and the `playwright` Python package. Without them the tests are
+skipped, unless BOOK_BROWSER_TEST=1 (set by .ci/run), where they fail.
+"""
+
+import functools
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+SCREENSHOT_PAGES = ["book/intro", "book/05_evaluation_thresholds"]  # the only hard-coded pages
+CHROMIUM_ARGS = [
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+# The browser reaches no network host: every request that leaves file:// is aborted by the test
+# itself (so the result is the same online and offline), and the console errors those aborted
+# requests cause are ignored. Only these hosts may be requested; any other external request
+# fails the test (a chapter must not depend on a host we did not decide to depend on):
+EXTERNAL_HOSTS = {
+    # MathJax 3 (pages with $math$) and, on pages with a stored ipywidget, the widget manager
+    # @jupyter-widgets/html-manager: loaded from the CDN by Sphinx / myst-nb, never vendored.
+    "cdn.jsdelivr.net": "MathJax and the ipywidgets HTML manager (CDN)",
+    # require.js, loaded by myst-nb on pages with a stored ipywidget.
+    "cdnjs.cloudflare.com": "require.js for the ipywidgets HTML manager (CDN)",
+    # thebe (live code on the page); sphinx-thebe only loads it when thebe is launched.
+    "unpkg.com": "thebe (CDN), loaded only when live code is launched",
+}
+# The Colab launch link is followed (answered with a stub page, nothing leaves the machine).
+COLAB_URL = CONFIG.get("launch_buttons", {}).get("colab_url", "https://colab.research.google.com")
+COLAB_HOST = urlsplit(COLAB_URL).hostname
+# Errors the themes' own scripts print on every build of this stack, harmless, exact text:
+KNOWN_THEME_ERRORS = {
+    # sphinx-thebe 0.3.1 adds its inline config script (`const THEBE_JS_URL = ...`) twice to
+    # every page under Sphinx 7.4; the second copy throws, the first already set the constants,
+    # and this book does not enable thebe.
+    "Identifier 'THEBE_JS_URL' has already been declared",
+    # pydata-sphinx-theme logs this with console.error on a reader's first visit (no light/dark
+    # choice saved yet) and then uses "auto".
+    "Got invalid theme mode: . Resetting to auto.",
+}
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+WIDGET_NOTE = re.compile(r"\b(running|live) (Python |Jupyter )?kernel", re.IGNORECASE)
+IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
+
+
+def toc_pages(entries=None) -> list[str]:
+    """Every file in _toc.yml, in reading order (parts, chapters and nested sections)."""
+    if entries is None:
+        return [TOC["root"], *toc_pages(TOC.get("parts", []) + TOC.get("chapters", []))]
+    files = []
+    for entry in entries:
+        if "file" in entry:
+            files.append(entry["file"])
+        for key in ("chapters", "sections"):
+            files += toc_pages(entry.get(key, []))
+    return files
+
+
+PAGES = toc_pages()
+CHAPTERS = [p for p in PAGES if (ROOT / (p + ".ipynb")).exists()]  # notebook pages
+
+
+def notebook_outputs(page: str) -> list[dict]:
+    cells = json.loads((ROOT / (page + ".ipynb")).read_text())["cells"]
+    return [o for c in cells if c["cell_type"] == "code" for o in c.get("outputs", [])]
+
+
+def colab_url(page: str) -> str:
+    """Where Colab must open the notebook of `page`: the repository and branch of _config.yml
+    and the notebook's real path in the repository (so a wrong path_to_book is caught too)."""
+    repo = CONFIG["repository"]
+    org_repo = urlsplit(repo["url"]).path.strip("/")
+    base = COLAB_URL.rstrip("/")
+    return f"{base}/github/{org_repo}/blob/{repo.get('branch', 'main')}/{page}.ipynb"
+
+
+class _Ids(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if value and (name == "id" or (tag == "a" and name == "name")):
+                self.ids.add(value)
+
+
+@functools.cache
+def html_ids(path: Path) -> set[str]:
+    """The ids (and <a name>s) a built page defines, read from the file."""
+    parser = _Ids()
+    parser.feed(path.read_text(errors="replace"))
+    return parser.ids
+
+
+# --- the browser --------------------------------------------------------------------------
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    missing = []
+    exe = _chromium()
+    if exe is None:
+        missing.append("Chromium (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing.append("the playwright package (pip install -r requirements.txt)")
+    if missing:
+        reason = "browser test needs " + " and ".join(missing)
+        if os.environ.get("BOOK_BROWSER_TEST") == "1":
+            pytest.fail(reason + " (BOOK_BROWSER_TEST=1: failing instead of skipping)")
+        pytest.skip(reason + "; set BOOK_BROWSER_TEST=1 to fail instead")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def html(book_build) -> Path:
+    if not (book_build.html / (PAGES[0] + ".html")).exists():
+        pytest.fail("the book did not build: see test_book_builds_without_warnings")
+    return book_build.html
+
+
+@dataclass
+class Visit:
+    """What one page load showed: problems collected while loading, and the DOM's facts."""
+
+    errors: list[str] = field(default_factory=list)  # console errors and uncaught exceptions
+    ignored: list[str] = field(default_factory=list)  # the same, ignored (known, external)
+    external: set[str] = field(default_factory=set)  # external URLs requested (all aborted)
+    facts: dict = field(default_factory=dict)
+
+
+def _route(route):
+    url = route.request.url
+    if url.startswith(("file:", "data:", "blob:")):
+        route.continue_()
+    elif urlsplit(url).hostname == COLAB_HOST:
+        route.fulfill(status=200, content_type="text/html", body="<title>Colab stub</title>")
+    else:
+        route.abort()
+
+
+@pytest.fixture(scope="module")
+def context(browser):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    ctx.route("**/*", _route)
+    yield ctx
+    ctx.close()
+
+
+def open_page(context, html: Path, page: str):
+    """Opens `page` in a new tab and returns (tab, Visit); the Visit fills in while loading."""
+    tab = context.new_page()
+    visit = Visit()
+
+    def on_console(msg):
+        if msg.type != "error":
+            return
+        where = msg.location.get("url", "")
+        text = f"{msg.text} [{where}]"
+        external = urlsplit(where).hostname in EXTERNAL_HOSTS
+        known = msg.text in KNOWN_THEME_ERRORS
+        (visit.ignored if external or known else visit.errors).append(text)
+
+    def on_pageerror(exc):
+        message = str(exc.message if hasattr(exc, "message") else exc)
+        (visit.ignored if message in KNOWN_THEME_ERRORS else visit.errors).append(message)
+
+    def on_request(request):
+        if not request.url.startswith(("file:", "data:", "blob:")):
+            visit.external.add(request.url)
+
+    def on_requestfailed(request):
+        if request.url.startswith("file:"):
+            visit.errors.append(f"failed to load {request.url}: {request.failure}")
+
+    tab.on("console", on_console)
+    tab.on("pageerror", on_pageerror)
+    tab.on("request", on_request)
+    tab.on("requestfailed", on_requestfailed)
+    tab.goto((html / (page + ".html")).as_uri(), wait_until="load")
+    return tab, visit
+
+
+FACTS_JS = """() => {
+  const shown = e => e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden';
+  return {
+    images: [...document.images].map(i => ({
+      src: i.getAttribute('src').slice(0, 120), width: i.naturalWidth, complete: i.complete,
+      shown: shown(i) && i.getBoundingClientRect().width > 0,
+      in_article: !!i.closest('article'),
+    })),
+    links: [...document.querySelectorAll('a[href]')].map(a => ({
+      raw: a.getAttribute('href'), url: a.href})),
+    ids: [...document.querySelectorAll('[id]')].map(e => e.id),
+  };
+}"""
+
+
+@pytest.fixture(scope="module")
+def visits(context, html) -> dict[str, Visit]:
+    """Every page of the ToC, loaded once; the per-page tests below read these records."""
+    result = {}
+    start = time.perf_counter()
+    for page in PAGES:
+        tab, visit = open_page(context, html, page)
+        tab.wait_for_timeout(200)  # late console messages (async scripts) arrive
+        visit.facts = tab.evaluate(FACTS_JS)
+        tab.close()
+        result[page] = visit
+    print(f"browser: loaded {len(PAGES)} pages in {time.perf_counter() - start:.1f} s")
+    return result
+
+
+# --- the checks ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", PAGES)
+def test_page_loads_without_console_errors(visits, page):
+    visit = visits[page]
+    assert not visit.errors, f"{page}: console errors:\n" + "\n".join(visit.errors)
+    unknown = sorted(u for u in visit.external if urlsplit(u).hostname not in EXTERNAL_HOSTS)
+    assert not unknown, f"{page} requests unexpected external URLs (vendor them?): {unknown}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", PAGES)
+def test_figures_render(visits, page):
+    images = visits[page].facts["images"]
+    broken = [i["src"] for i in images if not (i["complete"] and i["width"] > 0)]
+    assert not broken, f"{page}: images that did not render: {broken}"
+    source = ROOT / (page + ".ipynb")
+    if source.exists() and any(
+        m in o.get("data", {}) for o in notebook_outputs(page) for m in IMAGE_MIMES
+    ):
+        shown = [i for i in images if i["in_article"] and i["shown"] and i["width"] > 0]
+        assert shown, f"{page}: the notebook has figures but the page shows none"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", PAGES)
+def test_internal_links_resolve(visits, html, page):
+    """Every link to a local file exists; a link with #anchor finds that id on its page."""
+    here = (html / (page + ".html")).resolve()
+    broken = []
+    for link in visits[page].facts["links"]:
+        url = urlsplit(link["url"])
+        if url.scheme != "file":
+            continue
+        target = Path(unquote(url.path))
+        if target.is_dir():
+            target = target / "index.html"
+        if not target.is_file():
+            broken.append(f"{link['raw']} (no file {target.name})")
+            continue
+        anchor = unquote(url.fragment)
+        if anchor and target.suffix == ".html":
+            ids = set(visits[page].facts["ids"]) if target == here else html_ids(target)
+            if anchor not in ids:
+                broken.append(f"{link['raw']} (no id {anchor!r} in {target.name})")
+    assert not broken, f"{page}: broken internal links:\n" + "\n".join(broken)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_colab_launch_link_opens_the_chapter_notebook(context, html, page):
+    tab, _ = open_page(context, html, page)
+    try:
+        link = tab.locator(".dropdown-launch-buttons a[href*='colab']")
+        assert link.count() == 1, f"{page}: expected one Colab launch link, found {link.count()}"
+        assert link.get_attribute("href") == colab_url(page)
+        tab.locator(".dropdown-launch-buttons button.dropdown-toggle").click()
+        link.wait_for(state="visible", timeout=5000)
+        with tab.expect_popup() as popup:  # target=_blank: Colab opens in a new tab
+            link.click()
+        assert popup.value.url == colab_url(page)
+        popup.value.close()
+    finally:
+        tab.close()
+
+
+SNAPSHOT_JS = """(marker) => {
+  const shown = e => e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden'
+    && e.getBoundingClientRect().width > 0 && e.getBoundingClientRect().height > 0;
+  const note = new RegExp(marker, 'i');
+  return [...document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]')]
+    .map(script => {
+      const cell = script.closest('.cell') || script.parentElement;
+      const near = [];  // up to 3 blocks before and 4 after the widget's cell
+      let e = cell;
+      for (let k = 0; k < 3 && (e = e.previousElementSibling); k++) near.push(e);
+      e = cell;
+      for (let k = 0; k < 4 && (e = e.nextElementSibling); k++) near.push(e);
+      const notes = near.filter(e => shown(e) && note.test(e.innerText));
+      const figures = near.flatMap(e => [...e.querySelectorAll('img, table'), e])
+        .filter(e => (e.tagName === 'IMG' && e.naturalWidth > 0)
+          || (e.tagName === 'TABLE' && e.rows.length > 1))
+        .filter(shown);
+      return {notes: notes.map(e => e.innerText.slice(0, 80)), figures: figures.length};
+    });
+}"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_widgets_have_a_note_and_a_static_snapshot(context, html, page):
+    """A stored widget is dead on a static page: a visible note must say it needs a live kernel,
+    and a visible snapshot (a figure, or a table) must sit next to it."""
+    stored = sum(WIDGET_MIME in o.get("data", {}) for o in notebook_outputs(page))
+    tab, _ = open_page(context, html, page)
+    try:
+        widgets = tab.evaluate(SNAPSHOT_JS, WIDGET_NOTE.pattern)
+    finally:
+        tab.close()
+    assert len(widgets) == stored, f"{page}: {stored} widgets stored, {len(widgets)} on the page"
+    for i, widget in enumerate(widgets):
+        assert widget["notes"], f"{page}: widget {i} has no visible 'needs a live kernel' note"
+        assert widget["figures"], f"{page}: widget {i} has no visible snapshot next to it"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_solution_toggles_open(context, html, page):
+    solutions = sum(
+        "solution" in c.get("metadata", {}).get("tags", [])
+        for c in json.loads((ROOT / (page + ".ipynb")).read_text())["cells"]
+    )
+    tab, _ = open_page(context, html, page)
+    try:
+        cells = tab.locator(".cell.tag_solution")
+        assert cells.count() == solutions, f"{page}: {solutions} solutions, {cells.count()} shown"
+        for i in range(cells.count()):
+            code = cells.nth(i).locator(".cell_input")
+            assert not code.is_visible(), f"{page}: solution {i} is not hidden"
+            cells.nth(i).locator("summary").first.click()
+            code.wait_for(state="visible", timeout=5000)
+            assert code.inner_text().strip(), f"{page}: solution {i} opened on empty code"
+    finally:
+        tab.close()
+
+
+@pytest.mark.slow
+def test_screenshots(context, book_build):
+    """Full-page screenshots of two pages, for a person to look at (not compared)."""
+    out = ROOT / "_build" / "screenshots"  # the repository's (git-ignored) build folder
+    out.mkdir(parents=True, exist_ok=True)
+    for page in SCREENSHOT_PAGES:
+        tab, _ = open_page(context, book_build.html, page)
+        path = out / (Path(page).name + ".png")
+        tab.screenshot(path=str(path), full_page=True)
+        tab.close()
+        assert path.stat().st_size > 10_000, f"{path.name} looks empty"
+    print(f"screenshots: {out.relative_to(ROOT)}")
