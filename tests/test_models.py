@@ -121,7 +121,14 @@ def test_offline_without_the_file_fails_fast_and_says_what_to_do(hub_dir, monkey
 def test_a_hanging_network_is_cut_off_by_the_timeout(monkeypatch):
     import helpers.env as env
 
-    monkeypatch.setattr(env.socket, "create_connection", lambda *a, **k: time.sleep(5))
+    class SlowSocket:
+        def __init__(self, *args, **kwargs):
+            time.sleep(5)  # a connection that hangs (the thread ends quietly later)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(env.socket, "create_connection", SlowSocket)
     start = time.perf_counter()
     assert env.reachable("example.org", timeout=0.2) == "no answer within the timeout"
     assert time.perf_counter() - start < 1
