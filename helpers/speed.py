@@ -5,6 +5,7 @@ JPEGs and resizing them. :class:`DataWaitMeter` wraps a DataLoader and adds up t
 the training loop spends blocked on ``next(batch)``. Divided by the epoch's time, that is
 the fraction of each step spent waiting for data: near 0, the GPU is the limit; large,
 more DataLoader workers (or cheaper decoding) would speed training up.
+:func:`time_side_by_side` is how the benchmark scripts compare two loops fairly.
 
 The wait is measured where the loop asks for a batch. It is only meaningful when the loop
 synchronises with the device once per step (``helpers.train.fit`` does: it reads
@@ -13,9 +14,12 @@ synchronises with the device once per step (``helpers.train.fit`` does: it reads
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+import torch
 
 
 class DataWaitMeter:
@@ -91,3 +95,32 @@ def loader_throughput(loader, max_batches: int | None = None) -> float:
         if max_batches is not None and i + 1 >= max_batches:
             break
     return images / (time.perf_counter() - start)
+
+
+def _timed(run: Callable[[], object], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    run()
+    if device.type == "cuda":
+        torch.cuda.synchronize()  # GPU work is asynchronous: wait for it before stopping
+    return time.perf_counter() - start
+
+
+def time_side_by_side(
+    runs: dict[str, Callable[[], object]], repeats: int, device: torch.device
+) -> dict[str, float]:
+    """Median seconds of each run, measured in one process, interleaved, after a warm-up.
+
+    Timing A then B on a shared machine compares two moments, not two programs: the load
+    changes in between. Alternating who goes first in each repeat and taking medians makes
+    the ratio of the two the thing a benchmark script can honestly print.
+    """
+    for run in runs.values():  # warm-up: allocator, kernels, first touch of the data
+        run()
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for r in range(repeats):
+        order = list(runs) if r % 2 == 0 else list(runs)[::-1]  # alternate who goes first
+        for name in order:
+            seconds[name].append(_timed(runs[name], device))
+    return {name: statistics.median(t) for name, t in seconds.items()}

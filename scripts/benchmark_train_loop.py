@@ -14,8 +14,6 @@ The ratio is fit's time over the bare loop's: 1.00 means fit costs nothing extra
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 from torch import nn
@@ -25,6 +23,7 @@ from helpers.data import MultiDigitConfig, make_multi_digit
 from helpers.env import pick_device
 from helpers.metrics import mean_average_precision
 from helpers.models import SmallCNN
+from helpers.speed import time_side_by_side
 from helpers.train import TrainConfig, fit, make_optimizer
 
 
@@ -54,16 +53,6 @@ def bare_loop(model, train_loader, val_loader, config: TrainConfig, device) -> f
                 targets.append(y)
         val_map = mean_average_precision(torch.cat(probs), torch.cat(targets))
     return val_map
-
-
-def timed(run, device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    run()
-    if device.type == "cuda":
-        torch.cuda.synchronize()  # GPU work is asynchronous: wait for it before stopping
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -109,14 +98,7 @@ def main() -> None:
         f"{args.repeats} timed repeats each",
         flush=True,
     )
-    for run in runs.values():  # warm-up: allocator, kernels, first-touch of the data
-        run()
-    seconds: dict[str, list[float]] = {name: [] for name in runs}
-    for r in range(args.repeats):
-        order = list(runs) if r % 2 == 0 else list(runs)[::-1]  # alternate who goes first
-        for name in order:
-            seconds[name].append(timed(runs[name], device))
-    medians = {name: statistics.median(t) for name, t in seconds.items()}
+    medians = time_side_by_side(runs, args.repeats, device)
     for name, t in medians.items():
         print(f"{name:>18}: {images / t:.0f} img/s (median of {args.repeats})")
     ratio = medians["helpers.train.fit"] / medians["bare loop"]

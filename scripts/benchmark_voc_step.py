@@ -16,8 +16,6 @@ after one untimed warm-up of each; medians are reported.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from dataclasses import replace
 
 import torch
@@ -26,6 +24,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from helpers.env import pick_device
 from helpers.models import resnet_multilabel
+from helpers.speed import time_side_by_side
 from helpers.train import _autocast, amp_settings, fit, make_optimizer
 from helpers.voc import CPU_PRESET, GPU_PRESET, find_voc, make_loader, prepare_splits, train_config
 
@@ -55,16 +54,6 @@ def bare_loop(model, loader, config, device) -> None:
             scaler.update()
             scheduler.step()
             loss.item()  # as fit: one sync per step
-
-
-def timed(run, device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    run()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -130,14 +119,7 @@ def main() -> None:
         f"workers {train_loader.num_workers}; {args.repeats} timed repeats each",
         flush=True,
     )
-    for run in runs.values():
-        run()
-    seconds: dict[str, list[float]] = {name: [] for name in runs}
-    for r in range(args.repeats):
-        order = list(runs) if r % 2 == 0 else list(runs)[::-1]
-        for name in order:
-            seconds[name].append(timed(runs[name], device))
-    medians = {name: statistics.median(t) for name, t in seconds.items()}
+    medians = time_side_by_side(runs, args.repeats, device)
     for name, t in medians.items():
         print(f"{name:>18}: {images / t:.1f} img/s (median of {args.repeats})")
     ratio = medians["helpers.train.fit"] / medians["bare loop"]

@@ -87,3 +87,21 @@ def test_benchmark_script_quick_output_format():
     assert re.search(r"bare loop: \d+(\.\d+)? img/s", out)
     assert re.search(r"helpers\.train\.fit: \d+(\.\d+)? img/s", out)
     assert re.search(r"time ratio fit / bare loop: \d+\.\d{3}", out)
+
+
+def test_time_side_by_side_warms_up_alternates_and_takes_medians(monkeypatch):
+    import helpers.speed as speed
+
+    calls: list[str] = []
+    durations = {"a": iter([5.0, 1.0, 3.0]), "b": iter([2.0, 2.0, 9.0])}
+
+    def fake_timed(run, device):
+        run()
+        return next(durations[calls[-1]])
+
+    monkeypatch.setattr(speed, "_timed", fake_timed)
+    runs = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    medians = speed.time_side_by_side(runs, repeats=3, device=torch.device("cpu"))
+    # one untimed warm-up each, then a b / b a / a b: neither always runs first
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]
+    assert medians == {"a": 3.0, "b": 2.0}
