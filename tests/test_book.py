@@ -61,7 +61,7 @@ def test_chapters_write_through_helpers_not_by_hand(nb):
     ``../data`` or ``../scripts`` lands outside the working folder in Colab."""
     for i, cell in enumerate(code_cells(nb)):
         text = "".join(cell["source"])
-        for bad in ('"../data', '"../scripts', 'relpath(data_dir() / "generated'):
+        for bad in ('"../data', '"../scripts', 'data_dir() / "generated"'):
             assert bad not in text, f"code cell {i} builds a path by hand: {bad}"
 
 
