@@ -354,7 +354,11 @@ def run_chapter(nb_path: Path, python: Path, workdir: Path, env: dict) -> dict:
     nb = nbformat.read(workdir / nb_path.name, as_version=4)
     client = NotebookClient(nb, km=km, timeout=900, startup_timeout=120,
                             resources={"metadata": {"path": str(workdir)}})  # fmt: skip
-    client.execute(env=env, cwd=str(workdir))
+    try:
+        client.execute(env=env, cwd=str(workdir))
+    finally:  # the client shuts down only kernels it started itself
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
     return nb
 
 
