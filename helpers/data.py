@@ -50,6 +50,23 @@ def data_dir() -> Path:
     return here / "data"
 
 
+def generated_dir(name: str = "") -> Path:
+    """The folder a chapter writes its files to: ``data_dir() / "generated" / name``, created.
+
+    Chapters write only through this function, never through a hand-written ``../data``:
+    inside the repository it is ``data/generated/`` (git-ignored), in Colab it is
+    ``./data/generated/`` next to the notebook. The path is relative to the working
+    directory when it can be, so messages that print it read ``../data/generated/ch04``
+    in the repository and show no machine's folders.
+    """
+    folder = data_dir() / "generated" / name  # name "" is the generated/ folder itself
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return Path(os.path.relpath(folder))
+    except ValueError:  # another drive (Windows): no relative path exists
+        return folder
+
+
 @dataclass(frozen=True)
 class DigitSource:
     """Single handwritten digits (uint8, N x 28 x 28) with a train/test split of their own.

@@ -144,6 +144,27 @@ def shown_path(path: Path) -> str:
     return str(path)
 
 
+def script_path(name: str) -> Path:
+    """``scripts/<name>``: the repository's copy, else the one installed with helpers (Colab).
+
+    Chapters run the book's scripts (benchmarks, the DDP script). Inside a clone the
+    repository's file is used, shown relative to the working directory
+    (``../scripts/train_ddp.py``); a chapter alone in Colab finds the copy that ships in
+    the wheel as ``helpers/scripts/``.
+    """
+    here = Path.cwd()
+    for folder in [here, *here.parents]:
+        if (folder / "_toc.yml").exists() and (folder / "scripts" / name).exists():
+            return Path(os.path.relpath(folder / "scripts" / name))
+    installed = Path(__file__).parent / "scripts" / name
+    if installed.exists():
+        return installed
+    raise FileNotFoundError(
+        f"scripts/{name} is neither in this repository nor installed with helpers "
+        "(reinstall the book's helpers package from the repository)"
+    )
+
+
 def reachable(host: str, timeout: float) -> str | None:
     """None if a TCP connection to `host`:443 opens within `timeout` seconds, else the reason.
 

@@ -41,11 +41,28 @@ def test_every_chapter_is_in_the_toc_and_exists():
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
 def test_setup_cell_installs_from_the_configured_repository(nb):
-    first = "".join(code_cells(nb)[0]["source"])
-    assert f'repo = "{CONFIG["repository"]["url"]}"' in first
+    """Cell 1 installs helpers (collapsed on the page), cell 2 reports the environment."""
+    install, report = code_cells(nb)[:2]
+    text = "".join(install["source"])
+    assert f'repo = "{CONFIG["repository"]["url"]}"' in text
     # checks the installed distribution, not any module named "helpers" a reader may have
-    assert 'importlib.metadata.version("multilabel-book-helpers")' in first
-    assert "environment_report(" in first and "notebook_setup(" in first
+    assert 'importlib.metadata.version("multilabel-book-helpers")' in text
+    # tests (tests/test_colab.py) install a wheel instead; readers get the repository
+    assert 'os.environ.get("BOOK_HELPERS_SPEC", f"git+{repo}")' in text
+    assert "hide-input" in tags(install) and not install["outputs"]
+    shown = "".join(report["source"])
+    assert "environment_report(" in shown and "notebook_setup(" in shown
+    assert "hide-input" not in tags(report) and "remove-input" not in tags(report)
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapters_write_through_helpers_not_by_hand(nb):
+    """Output and script paths come from helpers (generated_dir, script_path): a hand-written
+    ``../data`` or ``../scripts`` lands outside the working folder in Colab."""
+    for i, cell in enumerate(code_cells(nb)):
+        text = "".join(cell["source"])
+        for bad in ('"../data', '"../scripts', 'data_dir() / "generated"'):
+            assert bad not in text, f"code cell {i} builds a path by hand: {bad}"
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)

@@ -1,4 +1,5 @@
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,6 +168,22 @@ def test_data_dir_follows_env_and_project(tmp_path, monkeypatch):
     (tmp_path / "book").mkdir()
     monkeypatch.chdir(tmp_path / "book")
     assert data.data_dir() == tmp_path / "data"
+
+
+def test_generated_dir_prints_relative_and_follows_colab_layout(tmp_path, monkeypatch):
+    monkeypatch.delenv("BOOK_DATA", raising=False)
+    (tmp_path / "repo" / "book").mkdir(parents=True)
+    (tmp_path / "repo" / "_toc.yml").write_text("")
+    monkeypatch.chdir(tmp_path / "repo" / "book")
+    folder = data.generated_dir("ch04")
+    assert folder == Path("../data/generated/ch04")  # what the stored pages print
+    assert (tmp_path / "repo" / "data" / "generated" / "ch04").is_dir()
+    assert data.generated_dir() == Path("../data/generated")
+    # Colab: the notebook alone in a folder with no _toc.yml above it
+    (tmp_path / "content").mkdir()
+    monkeypatch.chdir(tmp_path / "content")
+    assert data.generated_dir("ch09") == Path("data/generated/ch09")
+    assert (tmp_path / "content" / "data" / "generated" / "ch09").is_dir()
 
 
 def test_real_digits_make_sensible_canvases(tmp_path, monkeypatch):

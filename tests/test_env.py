@@ -1,7 +1,13 @@
 import pytest
 import torch
 
-from helpers.env import environment_report, pick_device, quick_mode, seed_everything
+from helpers.env import (
+    environment_report,
+    pick_device,
+    quick_mode,
+    script_path,
+    seed_everything,
+)
 
 
 @pytest.mark.parametrize(
@@ -70,3 +76,26 @@ def test_glue_stores_plain_python_numbers(monkeypatch):
     glue("b", torch.tensor(2))
     assert seen == {"a": 0.5, "b": 2}
     assert type(seen["a"]) is float and type(seen["b"]) is int
+
+
+def test_script_path_prefers_the_repository_copy(tmp_path, monkeypatch):
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "train_ddp.py").write_text("")
+    (tmp_path / "_toc.yml").write_text("")
+    (tmp_path / "book").mkdir()
+    monkeypatch.chdir(tmp_path / "book")
+    assert str(script_path("train_ddp.py")) == "../scripts/train_ddp.py"
+
+
+def test_script_path_outside_the_repository(tmp_path, monkeypatch):
+    """A chapter alone (Colab) gets the installed copy, or a clear error naming the script."""
+    monkeypatch.chdir(tmp_path)
+    import helpers.env
+
+    installed = tmp_path / "site" / "helpers"
+    (installed / "scripts").mkdir(parents=True)
+    (installed / "scripts" / "train_ddp.py").write_text("")
+    monkeypatch.setattr(helpers.env, "__file__", str(installed / "env.py"))
+    assert script_path("train_ddp.py") == installed / "scripts" / "train_ddp.py"
+    with pytest.raises(FileNotFoundError, match="scripts/nope.py"):
+        script_path("nope.py")
