@@ -131,3 +131,192 @@ class SigmoidFocalLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, gamma={self.gamma}, reduction={self.reduction!r}"
+
+
+# --- Chapter 11: losses for missing and noisy labels -------------------------------------
+# Targets here may hold NaN for "unknown" (see helpers.noisy_labels): 1 = labelled present,
+# 0 = labelled absent, NaN = never looked at. Each loss says what it does with each kind.
+
+
+def _observed(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets as float on the logits' device, with shapes and values checked.
+
+    Returns (targets with NaN replaced by 0, mask of unknown entries): NaN must never reach
+    a loss term, or its gradient is NaN even where it is multiplied by 0.
+    """
+    if logits.ndim != 2 or logits.shape != targets.shape:
+        raise ValueError(
+            f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} must both be "
+            "(n_images, n_labels)"
+        )
+    targets = targets.to(logits.dtype)
+    unknown = torch.isnan(targets)
+    filled = torch.where(unknown, 0.0, targets)
+    if not ((filled == 0) | (filled == 1)).all():
+        raise ValueError("targets must be 0, 1 or NaN (unknown); soft targets are not supported")
+    return filled, unknown
+
+
+class MaskedBCELoss(nn.Module):
+    """Binary cross-entropy over the *known* entries only: unknown (NaN) entries are ignored.
+
+    The partial-label loss of Durand, Mehrasa and Mori (CVPR 2019) without its curriculum:
+    the loss is the mean over the known entries of the batch. (Durand et al. normalise per
+    image by the share of known labels; Cole et al.'s code, which calls it "IU", divides
+    the sum by all n_images x n_labels entries. With a constant share of unknown entries the
+    three differ by a constant factor only.) A batch with no known entry gives 0.
+    """
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        filled, unknown = _observed(logits, targets)
+        loss = F.binary_cross_entropy_with_logits(logits, filled, reduction="none")
+        known = (~unknown).to(loss.dtype)
+        return (loss * known).sum() / known.sum().clamp(min=1)
+
+
+class AssumeNegativeLoss(nn.Module):
+    """BCE that reads every entry not labelled 1 (0 or unknown) as a negative, weighted.
+
+    ``neg_weight=1`` is "assume negative" (AN): plain ``BCEWithLogitsLoss`` after filling
+    unknown entries with 0. ``neg_weight=1/(n_labels-1)`` (``neg_weight="1/(L-1)"``) is the
+    "weak assume negative" (WAN) loss of Cole et al. (CVPR 2021), as in their code's
+    ``loss_wan``: a negative counts 1/(L-1) as much as a positive, so that with one positive
+    per image the positives and the assumed negatives weigh the same. Mean over all entries.
+    """
+
+    def __init__(self, neg_weight: float | str = 1.0):
+        super().__init__()
+        is_number = isinstance(neg_weight, int | float) and neg_weight >= 0
+        if neg_weight != "1/(L-1)" and not is_number:
+            raise ValueError(f"neg_weight must be a number >= 0 or '1/(L-1)', got {neg_weight!r}")
+        self.neg_weight = neg_weight
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        filled, _ = _observed(logits, targets)
+        w = 1 / (logits.shape[1] - 1) if self.neg_weight == "1/(L-1)" else self.neg_weight
+        loss = F.binary_cross_entropy_with_logits(logits, filled, reduction="none")
+        return (loss * torch.where(filled == 1, 1.0, w)).mean()
+
+    def extra_repr(self) -> str:
+        return f"neg_weight={self.neg_weight!r}"
+
+
+class LabelSmoothingBCELoss(nn.Module):
+    """BCE against smoothed targets: 1 becomes ``1 - eps``, 0 (or unknown) becomes ``eps``.
+
+    Label smoothing (Szegedy et al., CVPR 2016) mixes the one-hot target with a uniform
+    distribution: ``(1 - e) * y + e / K`` for K classes. Per binary label K = 2, so their
+    ``e`` gives targets ``1 - e/2`` and ``e/2``; this class follows Cole et al.'s code
+    (``loss_an_ls``: weights ``1 - ls_coef`` and ``ls_coef``, default 0.1), so ``eps`` here
+    is half of Szegedy's ``e``. Unknown entries are assumed negative first. Mean over all
+    entries.
+    """
+
+    def __init__(self, eps: float = 0.1):
+        super().__init__()
+        if not 0 <= eps < 0.5:
+            raise ValueError(f"eps must be in [0, 0.5), got {eps}")
+        self.eps = eps
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        filled, _ = _observed(logits, targets)
+        smooth = filled * (1 - self.eps) + (1 - filled) * self.eps
+        return F.binary_cross_entropy_with_logits(logits, smooth)
+
+    def extra_repr(self) -> str:
+        return f"eps={self.eps}"
+
+
+class ExpectedPositiveLoss(nn.Module):
+    """Expected positive regularisation (EPR) of Cole et al. (CVPR 2021), as in ``loss_epr``.
+
+    Only entries labelled 1 give a likelihood term, ``-log p``; nothing is assumed about
+    the rest. Instead, a regulariser asks that the predicted number of positives per image,
+    averaged over the batch, be the expected number ``k``:
+
+        loss = sum over labelled positives of -log p / (n_images * n_labels)
+               + (mean_i sum_j p_ij - k) ** 2 / n_labels ** 2
+
+    Both terms are as in the authors' code (their positive term divides by all entries,
+    and the regulariser by L squared). The only difference: ``-log p`` is computed as
+    ``-logsigmoid(logit)``, where the authors use ``-log(p + 1e-5)``.
+    ``k`` must come from outside the labels (the authors use the true mean number of labels
+    per image of each data set): a practitioner estimates it, e.g. from a small audited set.
+    """
+
+    def __init__(self, expected_positives: float):
+        super().__init__()
+        if not expected_positives > 0:
+            raise ValueError(f"expected_positives must be > 0, got {expected_positives}")
+        self.expected_positives = float(expected_positives)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        filled, _ = _observed(logits, targets)
+        positive = -(F.logsigmoid(logits) * filled).sum() / logits.numel()
+        predicted = torch.sigmoid(logits).sum(1).mean()
+        reg = (predicted - self.expected_positives) ** 2 / logits.shape[1] ** 2
+        return positive + reg
+
+    def extra_repr(self) -> str:
+        return f"expected_positives={self.expected_positives}"
+
+
+class LargeLossRejection(nn.Module):
+    """Large-loss rejection (LL-R) or correction (LL-Ct) of Kim et al. (CVPR 2022).
+
+    BCE with every entry not labelled 1 assumed negative. Networks fit clean labels first
+    and mislabelled ones later, so an assumed negative with a *large* loss is probably a
+    missed positive. From the second epoch on, in every batch the largest losses among the
+    assumed negatives, ``ceil(rate * n_images * n_labels)`` of them, are rejected (weight 0,
+    ``correct=False``: LL-R) or corrected to positives for that step (``correct=True``:
+    LL-Ct). ``rate`` grows by ``delta`` per epoch: 0 in epoch 1, ``delta`` in epoch 2,
+    ``2 * delta`` in epoch 3, as in the authors' ``losses.py``/``train.py``. The mean is
+    over all entries (their code divides by n_images * n_labels).
+
+    The loss counts training steps to know the epoch, so it needs ``steps_per_epoch``
+    (``len(train_loader)``) and one fresh instance per training run. Calls without gradient
+    (``fit``'s validation, under ``torch.inference_mode``) neither count nor reject: they
+    return plain BCE.
+    """
+
+    def __init__(self, delta: float, steps_per_epoch: int, correct: bool = False):
+        super().__init__()
+        if not 0 <= delta <= 1:
+            raise ValueError(f"delta must be between 0 and 1, got {delta}")
+        if steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+        self.delta, self.steps_per_epoch, self.correct = delta, steps_per_epoch, correct
+        self.steps = 0
+
+    def rate(self) -> float:
+        """The share of entries rejected or corrected at the current training step."""
+        return min(self.delta * (self.steps // self.steps_per_epoch), 1.0)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        import math
+
+        filled, _ = _observed(logits, targets)
+        loss = F.binary_cross_entropy_with_logits(logits, filled, reduction="none")
+        if not (torch.is_grad_enabled() and logits.requires_grad):
+            return loss.mean()  # evaluation: no rejection, no step counted
+        rate = self.rate()
+        self.steps += 1
+        assumed_negative = filled == 0
+        k = min(math.ceil(rate * loss.numel()), int(assumed_negative.sum()))
+        if k == 0:
+            return loss.mean()
+        candidates = torch.where(assumed_negative, loss.detach(), -1.0).flatten()
+        chosen = torch.zeros(loss.numel(), dtype=torch.bool, device=loss.device)
+        chosen[candidates.topk(k).indices] = True
+        chosen = chosen.view_as(loss)
+        if self.correct:
+            flipped = F.binary_cross_entropy_with_logits(
+                logits, torch.ones_like(filled), reduction="none"
+            )
+            loss = torch.where(chosen, flipped, loss)
+        else:
+            loss = torch.where(chosen, 0.0, loss)
+        return loss.mean()
+
+    def extra_repr(self) -> str:
+        return f"delta={self.delta}, steps_per_epoch={self.steps_per_epoch}, correct={self.correct}"
