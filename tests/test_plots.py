@@ -4,7 +4,12 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers.plots import plot_cooccurrence, show_images
+from helpers.plots import (
+    f1_by_threshold,
+    plot_cooccurrence,
+    plot_f1_vs_threshold,
+    show_images,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -55,3 +60,65 @@ def test_plot_cooccurrence_mask_diagonal_blanks_it_and_rescales_colours():
     off = shown[~np.eye(3, dtype=bool)]
     assert not np.isnan(off).any()
     assert image.get_clim() == pytest.approx((off.min(), off.max()))  # 0.05 to 0.5
+
+
+def _scores_and_targets(n=300, labels=4, seed=0):
+    rng = np.random.default_rng(seed)
+    targets = (rng.random((n, labels)) < 0.3).astype(np.int64)
+    probs = np.clip(0.6 * targets + 0.5 * rng.random((n, labels)), 0, 1)
+    return torch.tensor(probs, dtype=torch.float32), torch.tensor(targets)
+
+
+def test_f1_by_threshold_matches_sklearn_with_the_ge_rule():
+    from sklearn.metrics import f1_score
+
+    probs, targets = _scores_and_targets()
+    probs[0, 0] = 0.5  # a score exactly at a threshold: >= predicts it
+    table = f1_by_threshold(probs, targets, [0.25, 0.5, 0.75])
+    for t in (0.25, 0.5, 0.75):
+        pred = (probs.numpy() >= t).astype(int)
+        for average in ("micro", "macro"):
+            expected = f1_score(targets.numpy(), pred, average=average, zero_division=0)
+            assert table.loc[t, average] == pytest.approx(expected)
+
+
+def test_f1_by_threshold_default_grid_peaks_where_tune_global_threshold_does():
+    from helpers.metrics import tune_global_threshold
+
+    probs, targets = _scores_and_targets(seed=1)
+    table = f1_by_threshold(probs, targets)
+    assert len(table) == 99 and table.index[0] == 0.01 and table.index[-1] == 0.99
+    for average in ("micro", "macro"):
+        best, score = tune_global_threshold(probs, targets, metric=f"{average}_f1")
+        assert table[average].idxmax() == best
+        assert table[average].max() == pytest.approx(score)
+
+
+def test_plot_f1_vs_threshold_draws_the_computed_values_and_the_marks():
+    from sklearn.metrics import f1_score
+
+    val, test = _scores_and_targets(seed=2), _scores_and_targets(seed=3)
+    per_label = torch.tensor([0.2, 0.4, 0.6, 0.8])
+    fig = plot_f1_vs_threshold(
+        {"validation": val, "test": test},
+        marks={"0.5": 0.5, "tuned": 0.37},
+        per_label={"per label": per_label},
+    )
+    micro_ax, macro_ax = fig.axes
+    for ax, average in ((micro_ax, "micro"), (macro_ax, "macro")):
+        lines = {line.get_gid(): line for line in ax.lines if line.get_gid()}
+        assert set(lines) == {f"validation/{average}", f"test/{average}"}
+        for name, (probs, targets) in (("validation", val), ("test", test)):
+            x, y = lines[f"{name}/{average}"].get_data()
+            for i in (9, 49, 79):  # thresholds 0.1, 0.5, 0.8
+                pred = (probs.numpy() >= x[i]).astype(int)
+                expected = f1_score(targets.numpy(), pred, average=average, zero_division=0)
+                assert y[i] == pytest.approx(expected)
+        vertical = [
+            line.get_xdata()[0] for line in ax.lines if line.get_label() in {"0.5", "tuned"}
+        ]
+        assert sorted(vertical) == [0.37, 0.5]
+        ticks = next(line for line in ax.lines if line.get_label() == "per label")
+        assert np.allclose(ticks.get_xdata(), per_label.numpy())
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["validation", "test", "0.5", "tuned", "per label"]
