@@ -261,3 +261,98 @@ def prediction_explorer(classifier, images: dict, threshold: float = 0.5):
     slider.observe(update, names="value")
     update()
     return w.VBox([w.HBox([picker, upload]), w.HBox([mode, slider]), figure, text])
+
+
+# --- Chapter 12: a precision-promise explorer ---------------------------------------------------
+
+
+def precision_promise_view(
+    val_probs,
+    val_targets,
+    test_probs,
+    test_targets,
+    vocab: Sequence[str],
+    target: float = 0.95,
+    confidence: float | None = None,
+) -> pd.DataFrame:
+    """Per label: the threshold chosen on validation to promise `target` precision, and what
+    it gives on test. Needs no browser (the tests call it; the explorer only wires a slider).
+
+    ``confidence=None`` chooses naively (validation precision >= target); a number asks the
+    Clopper-Pearson lower bound at that confidence to reach the target
+    (:func:`helpers.calibration.thresholds_for_precision`). A label with no passing threshold
+    is never predicted (threshold ``inf``): it claims nothing, so its promise counts as kept,
+    with test precision NaN and recall 0.
+    """
+    from helpers.calibration import precision_recall_at, thresholds_for_precision
+
+    t = thresholds_for_precision(val_probs, val_targets, target, confidence)
+    val = precision_recall_at(val_probs, val_targets, t)
+    test = precision_recall_at(test_probs, test_targets, t)
+    precision = test["precision"].to_numpy()
+    return pd.DataFrame(
+        {
+            "threshold": t.numpy(),
+            "val precision": val["precision"].to_numpy(),
+            "test predicted": test["predicted"].to_numpy(),
+            "test precision": precision,
+            "test recall": test["recall"].to_numpy(),
+            "promise kept": [bool(p != p or p >= target) for p in precision],  # p != p: NaN
+        },
+        index=pd.Index(list(vocab), name="label"),
+    )
+
+
+def render_promise_html(table: pd.DataFrame, target: float, confidence: float | None) -> str:
+    """The promise table as HTML under a one-line summary (labels kept, mean recall)."""
+    rule = (
+        "naive: validation precision ≥ target"
+        if confidence is None
+        else f"Clopper-Pearson {confidence:.0%} lower bound ≥ target"
+    )
+    kept = int(table["promise kept"].sum())
+    summary = (
+        f"<b>target precision {target:.2f} ({rule}): promise kept on test for {kept} of "
+        f"{len(table)} labels; mean test recall {table['test recall'].mean():.3f}</b>"
+    )
+    shown = table.assign(
+        threshold=[f"{t:.3f}" if t != float("inf") else "never" for t in table["threshold"]]
+    )
+    return summary + shown.to_html(float_format=lambda v: f"{v:.3f}", na_rep="-")
+
+
+def precision_promise_explorer(
+    val_probs,
+    val_targets,
+    test_probs,
+    test_targets,
+    vocab: Sequence[str],
+    target: float = 0.95,
+    confidence: float = 0.95,
+):
+    """A widget: a target-precision slider and a choice of rule (naive or Clopper-Pearson at
+    `confidence`), showing each label's threshold, test precision and recall.
+
+    The slider moves in 0.01 steps from 0.50 to 0.99 and updates when released.
+    """
+    import ipywidgets as w
+
+    slider = w.FloatSlider(
+        value=round(target, 2), min=0.5, max=0.99, step=0.01, description="target",
+        continuous_update=False,
+    )  # fmt: skip
+    rules = {"naive": None, f"Clopper-Pearson {confidence:.0%}": confidence}
+    rule = w.ToggleButtons(options=list(rules))
+    output = w.HTML()
+
+    def update(_=None):
+        c = rules[rule.value]
+        view = precision_promise_view(
+            val_probs, val_targets, test_probs, test_targets, vocab, slider.value, c
+        )
+        output.value = render_promise_html(view, slider.value, c)
+
+    slider.observe(update, names="value")
+    rule.observe(update, names="value")
+    update()
+    return w.VBox([w.HBox([slider, rule]), output])
