@@ -112,9 +112,16 @@ def _to_8bit(image: Image.Image) -> Image.Image:
 
 
 def image_to_tensor(image: Image.Image) -> torch.Tensor:
-    """A PIL image -> float32 tensor (C, H, W) in [0, 1]: torchvision's ``to_image`` then
-    ``to_dtype(scale=True)``. The one conversion every data set and prediction uses."""
-    return to_dtype(to_image(image), torch.float32, scale=True)
+    """A PIL image -> float32 tensor (C, H, W) in [0, 1]. The one conversion every data set
+    and prediction uses.
+
+    torchvision's ``to_image`` makes the (C, H, W) tensor and ``to_dtype`` the float32 copy;
+    the scaling is a division by 255, not ``to_dtype(scale=True)``, which multiplies by
+    1/255: that differs in the last bit for 126 of the 256 pixel values, and the digit
+    canvases every chapter trains on are divided by 255 (``helpers.data.MultiDigit``). So a
+    canvas saved as PNG and read back is bit-identical to the canvas the model saw.
+    """
+    return to_dtype(to_image(image), torch.float32).div_(255)
 
 
 def check_pixels(path: str | Path, max_pixels: int | None = None) -> tuple[int, int]:

@@ -9,6 +9,7 @@ possible. The ``iterative-stratification`` package (import name ``iterstrat``) i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -72,6 +73,11 @@ def stratified_split(
     out = {}
     for k, name in enumerate(reversed(names[1:])):
         share = fractions[name] / left
+        if math.ceil(share * len(remaining)) >= len(remaining):  # scikit-learn rounds up the cut
+            raise ValueError(
+                f"part {names[len(names) - 2 - k]!r} would be empty: {len(y)} images split as "
+                f"{dict(fractions)}; use more images or larger fractions"
+            )
         cut = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=share, random_state=seed + k)
         keep, taken = next(cut.split(np.zeros(len(remaining)), y[remaining]))
         out[name] = np.sort(remaining[taken])
