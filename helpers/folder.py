@@ -9,16 +9,18 @@ converted in one documented way, so it cannot fail silently in the middle of an 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
+from torchvision.transforms.v2.functional import to_dtype, to_image
 
-from helpers.labels import build_vocab, multi_hot
+from helpers.labels import build_vocab, check_targets, multi_hot
 
 MODES = ("RGB", "L")
 SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -44,7 +46,9 @@ def read_label_table(
     ``line`` (its line number in the file, for error messages).
 
     ``sep=None`` detects the tag separator: commas if any tag cell contains one, else
-    whitespace. Pass ``sep`` when tags themselves contain spaces ("traffic light").
+    whitespace. A file where some cells use commas and others spaces ("3,7" and "3 7") is
+    refused, naming a line of each: either reading would silently make a tag "3 7" or
+    "3,7". Pass ``sep`` when tags themselves contain spaces ("traffic light").
 
     Comma-separated tags must be quoted (``a.png,"3,7"``). Unquoted, pandas either fails
     with a bare ParserError or, when every row has the same extra fields, silently makes
@@ -76,7 +80,17 @@ def read_label_table(
             f"(lines {', '.join(map(str, lines[repeated][:5]))}); merge its tags into one row"
         )
     if sep is None:
-        sep = "," if table[tags_col].str.contains(",").any() else None
+        commas = table[tags_col].str.contains(",").to_numpy()
+        spaces = table[tags_col].str.strip().str.contains(r"\s").to_numpy() & ~commas
+        if commas.any() and spaces.any():
+            i, k = int(np.argmax(commas)), int(np.argmax(spaces))
+            raise ValueError(
+                f"{csv_path}: the tag cells mix separators: line {lines[i]} uses commas "
+                f"({table[tags_col].iloc[i]!r}), line {lines[k]} spaces "
+                f"({table[tags_col].iloc[k]!r}); use one separator, or pass sep=',' if tags "
+                "themselves contain spaces ('traffic light')"
+            )
+        sep = "," if commas.any() else None
     return pd.DataFrame(
         {
             "image": names,
@@ -97,9 +111,56 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.round(values / 257).astype(np.uint8), mode="L")
 
 
-def load_image(path: str | Path, mode: str = "RGB") -> Image.Image:
+def image_to_tensor(image: Image.Image) -> torch.Tensor:
+    """A PIL image -> float32 tensor (C, H, W) in [0, 1]. The one conversion every data set
+    and prediction uses.
+
+    torchvision's ``to_image`` makes the (C, H, W) tensor and ``to_dtype`` the float32 copy;
+    the scaling is a division by 255, not ``to_dtype(scale=True)``, which multiplies by
+    1/255: that differs in the last bit for 126 of the 256 pixel values, and the digit
+    canvases every chapter trains on are divided by 255 (``helpers.data.MultiDigit``). So a
+    canvas saved as PNG and read back is bit-identical to the canvas the model saw.
+    """
+    return to_dtype(to_image(image), torch.float32).div_(255)
+
+
+def check_pixels(path: str | Path, max_pixels: int | None = None) -> tuple[int, int]:
+    """(width, height) of an image file from its header alone, refusing a decompression bomb.
+
+    A few hundred kilobytes of PNG can decode to gigabytes, so more pixels than
+    ``max_pixels`` (default: PIL's limit, ``PIL.Image.MAX_IMAGE_PIXELS``, about 89 million)
+    raise ValueError naming the file before anything is decoded. ``max_pixels`` can only
+    lower PIL's limit; raising that is a deliberate ``Image.MAX_IMAGE_PIXELS = ...``.
+    A file that is not an image raises OSError ("cannot decode ...").
+    """
+    path = Path(path)
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as header:  # reads the header only: cheap at any size
+                width, height = header.size
+    except FileNotFoundError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ValueError(f"{path}: {err} Downscale the file first.") from None
+    except UnidentifiedImageError:
+        raise OSError(f"cannot decode {path}: not an image file PIL can read") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise OSError(f"cannot decode {path}: {err}") from err
+    if limit is not None and width * height > limit:
+        raise ValueError(
+            f"{path}: {width}x{height} = {width * height:,} pixels is over the limit of "
+            f"{limit:,}; downscale the file first, or raise max_pixels if you trust it"
+        )
+    return width, height
+
+
+def load_image(path: str | Path, mode: str = "RGB", max_pixels: int | None = None) -> Image.Image:
     """Open an image file as ``mode`` ("RGB" or "L"), the same way whatever the file holds.
 
+    - a decompression bomb (more pixels than ``max_pixels``, see :func:`check_pixels`) is
+      refused with ValueError naming the file, before anything is decoded;
     - a file that does not decode raises OSError naming the file (PIL alone sometimes
       only says "image file is truncated");
     - the EXIF orientation of camera photos is applied, as image viewers do;
@@ -113,10 +174,13 @@ def load_image(path: str | Path, mode: str = "RGB") -> Image.Image:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     path = Path(path)
+    check_pixels(path, max_pixels)
     try:
-        with Image.open(path) as opened:
-            opened.load()  # decode now: a truncated file fails here, not later
-            image = ImageOps.exif_transpose(opened)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked above
+            with Image.open(path) as opened:
+                opened.load()  # decode now: a truncated file fails here, not later
+                image = ImageOps.exif_transpose(opened)
     except FileNotFoundError:
         raise
     except (OSError, SyntaxError, ValueError) as err:  # PIL raises all three on bad files
@@ -157,7 +221,8 @@ class MultiLabelImageFolder(Dataset):
 
     ``table`` is a CSV path or the DataFrame from :func:`read_label_table`. Everything is
     checked when the dataset is built (files exist, tags are in ``vocab``), so a bad row
-    fails in seconds instead of mid-epoch. Images come out as float tensors (C, H, W) in
+    fails in seconds instead of mid-epoch. A decompression bomb is refused when its item is
+    read (:func:`load_image`). Images come out as float tensors (C, H, W) in
     [0, 1], like ``helpers.data.MultiDigit``, and ``transform`` (e.g. torchvision v2) is
     applied to that tensor.
 
@@ -220,8 +285,7 @@ class MultiLabelImageFolder(Dataset):
 
     def __getitem__(self, i: int):
         image = load_image(self.root / self.table.image.iloc[i], self.mode)
-        x = torch.from_numpy(np.array(image)).float().div(255)
-        x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)  # (C, H, W)
+        x = image_to_tensor(image)  # (C, H, W) in [0, 1]
         if self.transform is not None:
             x = self.transform(x)
         return x, self.targets[i]
@@ -250,7 +314,8 @@ def save_as_folder(
         pixels = pixels[0] if pixels.shape[0] == 1 else pixels.permute(1, 2, 0)
         name = f"{i:05d}.png"
         Image.fromarray(pixels.numpy()).save(folder / name)
-        tags = [vocab[j] for j in torch.nonzero(torch.as_tensor(target) > 0.5).flatten().tolist()]
+        target = check_targets(target, (len(vocab),), f"target of item {i}")
+        tags = [vocab[j] for j in torch.nonzero(target).flatten().tolist()]
         rows.append({"image": name, "tags": sep.join(tags)})
     csv_path = folder / "labels.csv"
     pd.DataFrame(rows, columns=["image", "tags"]).to_csv(csv_path, index=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -49,24 +50,160 @@ def multi_hot(label_sets: LabelSets, vocab: Sequence[str]) -> torch.Tensor:
     return out
 
 
-def decode(scores: torch.Tensor, vocab: Sequence[str], threshold: float = 0.5) -> list[list[str]]:
+def check_scores(scores, name: str = "scores", probabilities: bool = True) -> torch.Tensor:
+    """`scores` as a 2-D floating tensor (images, labels), or a clear error saying why not.
+
+    Every helper that scores or thresholds predictions calls this first, so they all refuse
+    the same inputs with the same words:
+
+    - not 2-D: a flat vector could be one image or one label; say which with
+      ``x.reshape(1, -1)`` (one image) or ``x.reshape(-1, 1)`` (one label);
+    - no images or no labels;
+    - NaN or infinite values (a diverged model): the error counts them and names the first;
+    - with ``probabilities=True``, values outside [0, 1]: logits or scores that are not
+      probabilities. A library that guesses (torchmetrics applies a sigmoid when any value is
+      outside [0, 1]) would silently score something else.
+
+    float32 and float64 keep their dtype (a cast to float32 can merge distinct float64 scores
+    into ties); integers and booleans become float64 (exact), float16/bfloat16 float32.
+    """
+    x = torch.as_tensor(scores).detach().cpu()
+    if x.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D (images, labels), got shape {tuple(x.shape)}; for one image "
+            "use x.reshape(1, -1), for one label x.reshape(-1, 1)"
+        )
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{name} are empty (shape {tuple(x.shape)}): nothing to score")
+    if not x.is_floating_point():
+        x = x.to(torch.float64)
+    elif x.dtype not in (torch.float32, torch.float64):
+        x = x.to(torch.float32)
+    bad = ~torch.isfinite(x)
+    if bad.any():
+        i, j = (int(v) for v in torch.nonzero(bad)[0])
+        raise ValueError(
+            f"{int(bad.sum())} of {x.numel()} {name} are NaN or infinite (first at image {i}, "
+            f"label {j}: {x[i, j].item()}); a diverged model or a broken input cannot be scored"
+        )
+    if probabilities:
+        outside = (x < 0) | (x > 1)
+        if outside.any():
+            i, j = (int(v) for v in torch.nonzero(outside)[0])
+            raise ValueError(
+                f"{int(outside.sum())} of {x.numel()} {name} are outside [0, 1] (first at image "
+                f"{i}, label {j}: {x[i, j].item()!r}; min {x.min().item():.4g}, max "
+                f"{x.max().item():.4g}); pass probabilities (torch.sigmoid(logits)), not logits"
+            )
+    return x
+
+
+def check_targets(targets, shape=None, name: str = "targets") -> torch.Tensor:
+    """0/1 targets as a long tensor, or a clear error saying what was found.
+
+    Only 0 and 1 (int, bool or float 0.0/1.0) are accepted. Soft or smoothed targets (0.7,
+    0.9), NaN, 2 or -1 have no "right" or "wrong" to count: the error names how many values
+    are not 0/1, the first one and where it is. `shape`, when given, is the scores' shape:
+    targets must match it exactly (nothing is trimmed or broadcast).
+    """
+    y = torch.as_tensor(targets).detach().cpu()
+    if shape is not None and tuple(y.shape) != tuple(shape):
+        raise ValueError(
+            f"{name} have shape {tuple(y.shape)} but the scores {tuple(shape)}: both need one "
+            "row per image and one column per label"
+        )
+    if y.dtype == torch.bool:
+        return y.long()
+    bad = ~((y == 0) | (y == 1))  # NaN is neither
+    if bad.any():
+        first = tuple(int(v) for v in torch.nonzero(bad)[0])
+        where = ", ".join(f"{k} {v}" for k, v in zip(("image", "label"), first, strict=False))
+        found = sorted({float(v) for v in y[bad].flatten()[:1000].tolist()}, key=str)[:5]
+        raise ValueError(
+            f"{name} must be 0 or 1 (multi-hot); {int(bad.sum())} of {y.numel()} values are "
+            f"not (first at {where}: {y[first].item()!r}; found {found}). Soft or smoothed "
+            "targets cannot be scored as right or wrong: threshold them first if you mean to"
+        )
+    return y.long()
+
+
+def check_scores_and_targets(scores, targets, probabilities: bool = True):
+    """(scores, targets) checked together: :func:`check_scores`, then :func:`check_targets`
+    with the scores' shape."""
+    x = check_scores(scores, probabilities=probabilities)
+    return x, check_targets(targets, x.shape)
+
+
+def per_label_thresholds(thresholds, n_labels: int, dtype=torch.float32) -> torch.Tensor:
+    """One threshold (a number) or one per label -> a tensor of `n_labels` thresholds.
+
+    Refused: a wrong number of thresholds, more than one dimension, NaN, and values outside
+    [0, 1] (a threshold of 1.2 silently predicts nothing, NaN never predicts anything).
+    `dtype` is the probabilities' dtype: the comparison happens in it.
+    """
+    if isinstance(thresholds, torch.Tensor):
+        t = thresholds.detach().cpu()
+    else:  # Python floats are float64: read them as such (1e-50 is not 0)
+        t = torch.as_tensor(np.asarray(thresholds, dtype=np.float64))
+    if t.ndim > 1 or (t.ndim == 1 and len(t) != n_labels):
+        raise ValueError(
+            f"thresholds must be one number or one per label ({n_labels}); "
+            f"got shape {tuple(t.shape)}"
+        )
+    t = t.to(dtype)
+    bad = ~((t >= 0) & (t <= 1))  # NaN fails both comparisons
+    if bad.any():
+        raise ValueError(f"thresholds must be in [0, 1]; got {t[bad].flatten()[:5].tolist()}")
+    return t.expand(n_labels).clone()
+
+
+def apply_thresholds(probs, thresholds=0.5) -> torch.Tensor:
+    """0/1 predictions: label j is predicted when ``probs[:, j] >= thresholds[j]``.
+
+    The one place in ``helpers`` that turns probabilities into decisions: reports, tuning,
+    prediction, VOC reports, the widgets and :func:`decode` all call it. `thresholds` is one
+    number for every label or one per label (:func:`per_label_thresholds`); `probs` must be
+    probabilities (:func:`check_scores`). The comparison is ``>=``, as in scikit-learn's
+    precision-recall curve, so a threshold tuned to equal a score keeps that score
+    (torchmetrics uses ``>``: the two differ only for a score exactly equal to the
+    threshold). It is made in the dtype of `probs`: a threshold of 0.55 is compared as
+    float32(0.55) with float32 probabilities.
+    """
+    probs = check_scores(probs, "probs")
+    return (probs >= per_label_thresholds(thresholds, probs.shape[1], probs.dtype)).long()
+
+
+def decode(scores: torch.Tensor, vocab: Sequence[str], threshold=0.5) -> list[list[str]]:
     """Turn multi-hot rows or probabilities back into lists of names (scores >= threshold).
 
-    Pass probabilities, not logits: a logit of 0.3 is a probability of 0.57.
+    A 1-D input is one image. Pass probabilities, not logits: a logit of 0.3 is a
+    probability of 0.57, and values outside [0, 1] are refused (:func:`apply_thresholds`).
     """
     scores = torch.as_tensor(scores)
     if scores.ndim == 1:
         scores = scores.unsqueeze(0)
-    if scores.shape[1] != len(vocab):
+    if scores.ndim == 2 and scores.shape[1] != len(vocab):
         raise ValueError(f"scores have {scores.shape[1]} columns but vocab has {len(vocab)} names")
-    return [
-        [vocab[j] for j in torch.nonzero(row >= threshold).flatten().tolist()] for row in scores
-    ]
+    pred = apply_thresholds(scores, threshold)
+    return [[vocab[j] for j in torch.nonzero(row).flatten().tolist()] for row in pred]
+
+
+def target_matrix(targets, vocab: Sequence[str] | None = None) -> torch.Tensor:
+    """A 0/1 target matrix (images, labels) as float, checked: 2-D, at least one image,
+    only 0 and 1 (:func:`check_targets`), and as many columns as `vocab` has names."""
+    y = torch.as_tensor(targets)
+    if y.ndim != 2 or y.shape[0] == 0:
+        raise ValueError(
+            f"targets must be (images, labels) with at least one image; got shape {tuple(y.shape)}"
+        )
+    if vocab is not None and y.shape[1] != len(vocab):
+        raise ValueError(f"targets have {y.shape[1]} columns but vocab has {len(vocab)} names")
+    return check_targets(y).float()
 
 
 def label_frequency(targets: torch.Tensor, vocab: Sequence[str]) -> pd.DataFrame:
     """Per-label count and fraction of images carrying it, most frequent first."""
-    targets = torch.as_tensor(targets).float()
+    targets = target_matrix(targets, vocab)
     count = targets.sum(0)
     return (
         pd.DataFrame(
@@ -83,25 +220,25 @@ def label_frequency(targets: torch.Tensor, vocab: Sequence[str]) -> pd.DataFrame
 
 def label_cardinality(targets: torch.Tensor) -> float:
     """Mean number of labels per image."""
-    return torch.as_tensor(targets).float().sum(1).mean().item()
+    return target_matrix(targets).sum(1).mean().item()
 
 
 def label_density(targets: torch.Tensor) -> float:
     """Cardinality divided by the number of labels: the fraction of 1s in the target matrix."""
-    targets = torch.as_tensor(targets).float()
+    targets = target_matrix(targets)
     return label_cardinality(targets) / targets.shape[1]
 
 
 def cooccurrence(targets: torch.Tensor, vocab: Sequence[str]) -> pd.DataFrame:
     """Counts of images carrying both label i and label j; the diagonal is each label's count."""
-    targets = torch.as_tensor(targets).float()
+    targets = target_matrix(targets, vocab)
     counts = (targets.T @ targets).long()
     return pd.DataFrame(counts.numpy(), index=list(vocab), columns=list(vocab))
 
 
 def label_summary(targets: torch.Tensor) -> pd.Series:
     """The handful of numbers that describe a multi-label target matrix."""
-    targets = torch.as_tensor(targets).float()
+    targets = target_matrix(targets)
     per_image = targets.sum(1)
     return pd.Series(
         {

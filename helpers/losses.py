@@ -1,7 +1,11 @@
 """Losses for imbalanced multi-label data, next to the plain ``BCEWithLogitsLoss``.
 
 Every loss here takes raw logits (N, L) and multi-hot float targets (N, L), like
-``BCEWithLogitsLoss``. Two tools for rare labels:
+``BCEWithLogitsLoss``; shapes must match exactly (nothing is broadcast). The losses accept
+soft targets in [0, 1] too (label smoothing: each formula is a weighted sum of a positive and
+a negative term, and a target of 0.9 weights them 0.9 and 0.1), as ``BCEWithLogitsLoss``
+does; :func:`pos_weight_from_targets` counts positives and accepts only 0/1. Two tools for
+rare labels:
 
 - :func:`pos_weight_from_targets` computes ``BCEWithLogitsLoss``'s ``pos_weight``
   (negatives / positives per label, from the *training* targets);
@@ -14,6 +18,23 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from helpers.labels import check_targets
+
+
+def _check_pair(logits: torch.Tensor, targets: torch.Tensor) -> None:
+    """Same shape, targets in [0, 1] (soft targets allowed), no NaN target."""
+    if logits.shape != targets.shape:
+        raise ValueError(
+            f"logits have shape {tuple(logits.shape)} but targets {tuple(targets.shape)}; "
+            "they must match exactly (nothing is broadcast)"
+        )
+    bad = ~((targets >= 0) & (targets <= 1))  # NaN fails both
+    if bad.any():
+        raise ValueError(
+            f"{int(bad.sum())} target value(s) are outside [0, 1] or NaN, e.g. "
+            f"{targets[bad].flatten()[0].item()!r}; targets are 0/1, or soft targets in [0, 1]"
+        )
 
 
 def pos_weight_from_targets(targets: torch.Tensor, max_weight: float | None = None) -> torch.Tensor:
@@ -29,9 +50,10 @@ def pos_weight_from_targets(targets: torch.Tensor, max_weight: float | None = No
     weight, because a huge weight on a label with a handful of positives makes its
     gradient spiky.
     """
-    targets = torch.as_tensor(targets).float()
-    if targets.ndim != 2:
+    targets = torch.as_tensor(targets)
+    if targets.ndim != 2 or len(targets) == 0:
         raise ValueError(f"targets must be (n_samples, n_labels), got shape {tuple(targets.shape)}")
+    targets = check_targets(targets).float()  # positives are counted: 0/1 only, no soft targets
     positives = targets.sum(0)
     negatives = len(targets) - positives
     weight = negatives / positives.clamp(min=1)
@@ -58,6 +80,9 @@ class AsymmetricLoss(nn.Module):
     default is the **mean** over all elements, like ``BCEWithLogitsLoss``, so the loss and
     its gradients have the same scale as BCE's and a learning rate tuned for BCE still fits.
     ``reduction="sum"`` gives the authors' value.
+
+    Soft targets in [0, 1] are accepted: the loss is linear in y, so a smoothed target
+    mixes the positive and negative terms (the authors' code computes the same expression).
     """
 
     def __init__(
@@ -76,6 +101,8 @@ class AsymmetricLoss(nn.Module):
         self.reduction = reduction
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Logits and targets of the same shape; targets 0/1 or soft in [0, 1]."""
+        _check_pair(logits, targets)
         targets = targets.to(logits.dtype)
         # Everything is computed from the logits with logsigmoid, never as log(sigmoid(x)):
         # in float32 sigmoid(x) is exactly 0 or 1 once |x| > ~100 and log(0) = -inf.
@@ -123,8 +150,10 @@ class SigmoidFocalLoss(nn.Module):
         self.alpha, self.gamma, self.reduction = alpha, gamma, reduction
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Logits and targets of the same shape; targets 0/1 or soft in [0, 1]."""
         from torchvision.ops import sigmoid_focal_loss
 
+        _check_pair(logits, targets)
         return sigmoid_focal_loss(
             logits, targets.to(logits.dtype), self.alpha, self.gamma, self.reduction
         )

@@ -1,9 +1,18 @@
-"""Multi-label metrics, computed with torchmetrics and scikit-learn so the numbers match
-well-tested libraries. The one function written by hand, :func:`average_precision_by_hand`,
-is there to be read, and its tests check it against both libraries."""
+"""Multi-label metrics, computed with scikit-learn so the numbers match a well-tested library.
+The one function written by hand, :func:`average_precision_by_hand`, is there to be read,
+and its tests check it against scikit-learn and torchmetrics.
+
+Every function checks its input first (:mod:`helpers.labels`: ``check_scores``,
+``check_targets``) and refuses what it cannot score: NaN or infinite scores, targets that
+are not 0/1, shapes that do not match, probabilities outside [0, 1] where a threshold is
+applied. Thresholds are applied in one place, :func:`helpers.labels.apply_thresholds`
+(``>=``), and precision, recall and F1 are counted from those 0/1 decisions; no
+probability is handed to a library that might guess it is a logit.
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,6 +20,7 @@ import pandas as pd
 import torch
 from sklearn.metrics import (
     accuracy_score,
+    average_precision_score,
     coverage_error,
     f1_score,
     hamming_loss,
@@ -20,48 +30,145 @@ from sklearn.metrics import (
     precision_score,
     recall_score,
 )
-from torchmetrics.functional.classification import (
-    multilabel_average_precision,
-    multilabel_f1_score,
-    multilabel_precision,
-    multilabel_recall,
+
+from helpers.labels import (
+    apply_thresholds,
+    check_scores,
+    check_scores_and_targets,
+    check_targets,
+    per_label_thresholds,
 )
+
+__all__ = [  # apply_thresholds lives in helpers.labels; chapter 5 imports it from here
+    "apply_thresholds",
+    "average_precision_by_hand",
+    "average_precisions",
+    "evaluate",
+    "mean_average_precision",
+    "paired_bootstrap_micro_f1",
+    "per_label_report",
+    "precision_recall_f1",
+    "predict_probs",
+    "threshold_report",
+    "top_k_predictions",
+    "trivial_baselines",
+    "tune_global_threshold",
+    "tune_thresholds",
+]
+
+NONFINITE = ("raise", "nan")
+
+
+def _check_vocab(vocab: Sequence[str], n_labels: int) -> list[str]:
+    vocab = list(vocab)
+    if len(vocab) != n_labels:
+        raise ValueError(f"vocab has {len(vocab)} names but the scores {n_labels} labels")
+    return vocab
+
+
+def average_precisions(scores, targets, nonfinite: str = "raise") -> np.ndarray:
+    """Average precision of each label (scikit-learn's ``average_precision_score``).
+
+    Scores may be probabilities or logits (AP only ranks them), in their own dtype. A label
+    with no positives has no AP; like scikit-learn and torchmetrics it counts as 0, with a
+    warning naming the label. NaN or infinite scores raise (``nonfinite="raise"``) or give
+    NaN for every label (``nonfinite="nan"``, for a training loop that records a diverged
+    epoch instead of stopping on it).
+    """
+    if nonfinite not in NONFINITE:
+        raise ValueError(f"nonfinite must be one of {NONFINITE}, not {nonfinite!r}")
+    if nonfinite == "nan":
+        x = torch.as_tensor(scores)
+        if x.ndim == 2 and x.numel() and not torch.isfinite(x).all():
+            check_targets(targets, x.shape)
+            return np.full(x.shape[1], np.nan)
+    x, y = check_scores_and_targets(scores, targets, probabilities=False)
+    s, t = x.numpy(), y.numpy()
+    empty = [j for j in range(t.shape[1]) if t[:, j].sum() == 0]
+    if empty:
+        warnings.warn(
+            f"label(s) {empty} have no positives: their AP is undefined and counts as 0",
+            UserWarning,
+            stacklevel=2,
+        )
+    return np.array(
+        [0.0 if j in empty else average_precision_score(t[:, j], s[:, j]) for j in range(len(s.T))]
+    )
+
+
+def precision_recall_f1(targets, predictions) -> dict[str, np.ndarray]:
+    """Per-label precision, recall and F1 of 0/1 `predictions`, counted directly.
+
+    Also ``micro`` (pooled counts) values under the keys ``micro_precision`` etc. With
+    nothing predicted (or nothing to find) a ratio is 0, as scikit-learn's
+    ``zero_division=0``. Counting here, rather than calling scikit-learn on the matrix,
+    keeps a one-label input a one-label input (scikit-learn reads an (n, 1) matrix as a
+    binary problem and averages over *two* classes).
+    """
+    y = check_targets(targets)
+    if y.ndim != 2:
+        raise ValueError(f"targets must be 2-D (images, labels), got shape {tuple(y.shape)}")
+    p = check_targets(predictions, y.shape, "predictions")
+    y, p = y.numpy().astype(bool), p.numpy().astype(bool)
+
+    def ratios(tp, fp, fn):
+        tp, fp, fn = (np.asarray(v, dtype=np.float64) for v in (tp, fp, fn))
+        prec = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
+        rec = np.divide(tp, tp + fn, out=np.zeros_like(tp), where=(tp + fn) > 0)
+        f1 = np.divide(
+            2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=(2 * tp + fp + fn) > 0
+        )
+        return prec, rec, f1
+
+    tp, fp, fn = (p & y).sum(0), (p & ~y).sum(0), (~p & y).sum(0)
+    out = dict(zip(("precision", "recall", "F1"), ratios(tp, fp, fn), strict=True))
+    for name, v in zip(
+        ("precision", "recall", "F1"), ratios(tp.sum(), fp.sum(), fn.sum()), strict=True
+    ):
+        out[f"micro_{name}"] = float(v)
+    samples = ratios((p & y).sum(1), (p & ~y).sum(1), (~p & y).sum(1))
+    for name, v in zip(("precision", "recall", "F1"), samples, strict=True):
+        out[f"samples_{name}"] = float(v.mean())
+    return out
 
 
 def per_label_report(
-    probs: torch.Tensor, targets: torch.Tensor, vocab: Sequence[str], threshold: float = 0.5
+    probs: torch.Tensor, targets: torch.Tensor, vocab: Sequence[str], threshold=0.5
 ) -> pd.DataFrame:
     """One row per label: support, average precision, and precision/recall/F1 at `threshold`.
 
     Average precision ranks images by score and needs no threshold; precision, recall and
-    F1 depend on the threshold that turns probabilities into yes/no decisions.
+    F1 depend on the threshold that turns probabilities into yes/no decisions
+    (:func:`apply_thresholds`: ``>=``; one number or one per label).
     A last row ``macro`` averages the labels with equal weight (mAP is its AP).
     """
-    probs, targets = torch.as_tensor(probs).float(), torch.as_tensor(targets).long()
-    n = len(vocab)
-    kw = {"num_labels": n, "average": None}
-    thr = {"threshold": threshold}
+    probs, targets = check_scores_and_targets(probs, targets)
+    vocab = _check_vocab(vocab, probs.shape[1])
+    prf = precision_recall_f1(targets, apply_thresholds(probs, threshold))
     table = pd.DataFrame(
         {
             "support": targets.sum(0).tolist(),
-            "AP": multilabel_average_precision(probs, targets, **kw).tolist(),
-            "precision": multilabel_precision(probs, targets, **kw, **thr).tolist(),
-            "recall": multilabel_recall(probs, targets, **kw, **thr).tolist(),
-            "F1": multilabel_f1_score(probs, targets, **kw, **thr).tolist(),
+            "AP": average_precisions(probs, targets),
+            "precision": prf["precision"],
+            "recall": prf["recall"],
+            "F1": prf["F1"],
         },
-        index=pd.Index(list(vocab), name="label"),
+        index=pd.Index(vocab, name="label"),
     )
     macro = table.drop(columns="support").mean().to_frame("macro").T
     macro.insert(0, "support", int(targets.sum()))
     return pd.concat([table, macro])
 
 
-def mean_average_precision(probs: torch.Tensor, targets: torch.Tensor) -> float:
-    """Macro mAP: average precision of each label, averaged over labels."""
-    targets = torch.as_tensor(targets).long()
-    return multilabel_average_precision(
-        torch.as_tensor(probs).float(), targets, num_labels=targets.shape[1], average="macro"
-    ).item()
+def mean_average_precision(
+    probs: torch.Tensor, targets: torch.Tensor, nonfinite: str = "raise"
+) -> float:
+    """Macro mAP: average precision of each label, averaged over labels
+    (:func:`average_precisions`; a label with no positives counts as 0, with a warning).
+
+    NaN or infinite scores raise a ValueError; ``nonfinite="nan"`` returns NaN instead.
+    """
+    return float(np.mean(average_precisions(probs, targets, nonfinite)))
 
 
 @torch.inference_mode()
@@ -98,9 +205,14 @@ def average_precision_by_hand(scores, labels) -> float:
     and negatives of a tie count together (as in scikit-learn and torchmetrics).
     With no positives, recall divides by zero and AP is undefined; both libraries warn and
     return 0, so this function returns 0.0 as well (and macro mAP counts that 0).
+    Scores and labels are checked as everywhere else: one score per label, finite, 0/1 labels.
     """
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    labels = np.asarray(labels).ravel().astype(bool)
+    scores = torch.as_tensor(scores).flatten()
+    labels = torch.as_tensor(labels).flatten()
+    if len(scores) != len(labels):
+        raise ValueError(f"{len(scores)} scores but {len(labels)} labels")
+    scores = check_scores(scores.reshape(-1, 1), probabilities=False).numpy().ravel()
+    labels = check_targets(labels, name="labels").numpy().astype(bool)
     if labels.sum() == 0:
         return 0.0
     order = np.argsort(-scores, kind="stable")
@@ -112,38 +224,25 @@ def average_precision_by_hand(scores, labels) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-def apply_thresholds(probs: torch.Tensor, thresholds=0.5) -> torch.Tensor:
-    """0/1 predictions: label j is predicted when ``probs[:, j] >= thresholds[j]``.
-
-    `thresholds` is one number for every label or one per label. The comparison is ``>=``,
-    as in :func:`helpers.labels.decode` and scikit-learn's precision-recall curve, so a
-    threshold tuned to equal a score keeps that score. (torchmetrics uses ``>``: the two
-    differ only for a score exactly equal to the threshold.)
-    """
-    probs = torch.as_tensor(probs).float()
-    t = torch.as_tensor(thresholds, dtype=probs.dtype)
-    if t.ndim > 1 or (t.ndim == 1 and len(t) != probs.shape[1]):
-        raise ValueError(
-            f"thresholds must be one number or one per label ({probs.shape[1]}); "
-            f"got shape {tuple(t.shape)}"
-        )
-    return (probs >= t).long()
-
-
 def top_k_predictions(probs: torch.Tensor, k: int) -> torch.Tensor:
     """0/1 predictions with exactly the `k` highest-scoring labels of each image switched on.
 
     No threshold at all: every image gets k labels, however many it really has.
-    Ties at the k-th place are broken by ``torch.topk``.
+    Ties at the k-th place are broken by ``torch.topk``. Any finite scores work (logits too).
     """
-    probs = torch.as_tensor(probs).float()
-    if not 1 <= k <= probs.shape[1]:
+    probs = check_scores(probs, "probs", probabilities=False)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= probs.shape[1]:
         raise ValueError(f"k must be between 1 and the number of labels, {probs.shape[1]}; got {k}")
-    top = probs.topk(k, dim=1).indices
+    top = probs.topk(int(k), dim=1).indices
     return torch.zeros_like(probs, dtype=torch.long).scatter_(1, top, 1)
 
 
 F1_AVERAGES = {"micro_f1": "micro", "macro_f1": "macro", "samples_f1": "samples"}
+
+
+def _f1(targets: torch.Tensor, pred: torch.Tensor, average: str) -> float:
+    prf = precision_recall_f1(targets, pred)
+    return float(prf["F1"].mean()) if average == "macro" else prf[f"{average}_F1"]
 
 
 def tune_global_threshold(
@@ -153,22 +252,20 @@ def tune_global_threshold(
 
     Candidates are a grid, 0.01 to 0.99 in steps of 0.01 unless given: a shared threshold
     only needs to be roughly right, and a grid is easy to read. Among equal scores the
-    lowest threshold wins. Tune on validation data, never on the test split.
+    lowest threshold wins, in whatever order the candidates are given. Tune on validation
+    data, never on the test split.
     """
     if metric not in F1_AVERAGES:
         raise ValueError(f"metric must be one of {sorted(F1_AVERAGES)}, got {metric!r}")
+    probs, y = check_scores_and_targets(probs, targets)
     if candidates is None:
         candidates = np.round(np.arange(1, 100) / 100, 2)
-    y = torch.as_tensor(targets).long().numpy()
-    scores = [
-        f1_score(
-            y,
-            apply_thresholds(probs, float(t)).numpy(),
-            average=F1_AVERAGES[metric],
-            zero_division=0,
-        )
-        for t in candidates
-    ]
+    candidates = np.asarray(candidates, dtype=np.float64).ravel()
+    if len(candidates) == 0:
+        raise ValueError("candidates is empty: there is no threshold to choose")
+    per_label_thresholds(torch.from_numpy(candidates), len(candidates), torch.float64)  # [0, 1]
+    candidates = np.unique(candidates)  # sorted: np.argmax then picks the lowest of equals
+    scores = [_f1(y, apply_thresholds(probs, float(t)), F1_AVERAGES[metric]) for t in candidates]
     best = int(np.argmax(scores))
     return float(candidates[best]), float(scores[best])
 
@@ -179,13 +276,14 @@ def tune_thresholds(
     """One threshold per label, each maximising that label's F1 (so, together, macro F1).
 
     The search is exact: the candidates are the label's unique scores (from scikit-learn's
-    ``precision_recall_curve``), each the lowest score still predicted positive. Among
-    equal F1 the lowest threshold wins. A label with no positives has no F1 to maximise and
-    gets `fallback`.
+    ``precision_recall_curve``, in increasing order), each the lowest score still predicted
+    positive. Among equal F1 the lowest threshold wins. A label with no positives has no F1
+    to maximise and gets `fallback`. The thresholds have the dtype of `probs`, so a tuned
+    threshold equals its score exactly (a float64 score rounded to float32 could land above
+    itself and stop predicting it).
     """
-    probs = torch.as_tensor(probs).float()
-    y = torch.as_tensor(targets).long()
-    out = torch.full((probs.shape[1],), float(fallback))
+    probs, y = check_scores_and_targets(probs, targets)
+    out = per_label_thresholds(fallback, probs.shape[1], probs.dtype)
     for j in range(probs.shape[1]):
         if y[:, j].sum() == 0:
             continue
@@ -205,7 +303,12 @@ def trivial_baselines(train_targets: torch.Tensor, n_images: int) -> dict[str, t
     - ``predict everything``: score 1 for every label.
     Any real model must beat all three; a metric on which they look good is a warning.
     """
-    freq = torch.as_tensor(train_targets).float().mean(0)
+    y = check_targets(train_targets)
+    if y.ndim != 2 or len(y) == 0:
+        raise ValueError(f"train_targets must be (images, labels), got shape {tuple(y.shape)}")
+    if isinstance(n_images, bool) or not isinstance(n_images, (int, np.integer)) or n_images < 1:
+        raise ValueError(f"n_images must be a positive integer, got {n_images!r}")
+    freq = y.float().mean(0)
     n_labels = len(freq)
     return {
         "predict nothing": torch.zeros(n_images, n_labels),
@@ -231,11 +334,19 @@ def evaluate(
     An image with empty true and predicted sets scores 0 in samples P/R/F1
     (``zero_division=0``), although the prediction is right.
     Computed with scikit-learn, except mAP which uses :func:`mean_average_precision`.
+    Needs at least two labels: with one, per-image and ranking figures are meaningless
+    (use :func:`threshold_report`). `probs` must be probabilities when `predictions` is not
+    given; with `predictions`, any finite scores (logits too) rank.
     """
-    probs = torch.as_tensor(probs).float()
-    y = torch.as_tensor(targets).long()
+    probs, y = check_scores_and_targets(probs, targets, probabilities=predictions is None)
+    if probs.shape[1] < 2:
+        raise ValueError(
+            f"evaluate needs at least 2 labels, got shape {tuple(probs.shape)}: with one label "
+            "per-image and ranking metrics are meaningless; use threshold_report"
+        )
     pred = apply_thresholds(probs, thresholds) if predictions is None else predictions
-    y_np, p_np, s_np = y.numpy(), torch.as_tensor(pred).long().numpy(), probs.numpy()
+    pred = check_targets(pred, probs.shape, "predictions")
+    y_np, p_np, s_np = y.numpy(), pred.numpy(), probs.numpy()
     rows = {("mAP", "macro"): mean_average_precision(probs, y)}
     for name, fn in [("precision", precision_score), ("recall", recall_score), ("F1", f1_score)]:
         for average in ("micro", "macro", "samples"):
@@ -265,21 +376,27 @@ def paired_bootstrap_micro_f1(
     spread reflects how much the difference depends on which test images we happened to
     draw. Micro F1 only needs each image's true/false positive and false negative counts,
     so each resample is a weighted sum: one matrix product for all resamples.
+    `targets` and both predictions must be 0/1 matrices of the same shape.
     """
-    y = torch.as_tensor(targets).long().numpy().astype(bool)
+    y = check_targets(targets)
+    if y.ndim != 2 or len(y) == 0:
+        raise ValueError(f"targets must be (images, labels), got shape {tuple(y.shape)}")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be at least 1, got {n_resamples}")
+    y = y.numpy().astype(bool)
     rng = np.random.default_rng(seed)
     n = len(y)
     drawn = rng.integers(0, n, (n_resamples, n)) + n * np.arange(n_resamples)[:, None]
     weights = np.bincount(drawn.ravel(), minlength=n_resamples * n).reshape(n_resamples, n)
 
-    def micro_f1(pred) -> np.ndarray:
-        p = torch.as_tensor(pred).long().numpy().astype(bool)
+    def micro_f1(pred, name) -> np.ndarray:
+        p = check_targets(pred, y.shape, name).numpy().astype(bool)
         counts = np.stack([(p & y).sum(1), (p & ~y).sum(1), (~p & y).sum(1)], axis=1)
         tp, fp, fn = (weights @ counts).T.astype(np.float64)
         denom = 2 * tp + fp + fn
         return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
 
-    return micro_f1(pred_a) - micro_f1(pred_b)
+    return micro_f1(pred_a, "pred_a") - micro_f1(pred_b, "pred_b")
 
 
 def threshold_report(
@@ -290,29 +407,27 @@ def threshold_report(
     Like :func:`per_label_report` but for any thresholds (one or one per label), and with
     ``micro`` and ``macro`` rows at the bottom. Precision with nothing predicted is 0.
     """
-    probs = torch.as_tensor(probs).float()
-    y = torch.as_tensor(targets).long().numpy()
-    pred = apply_thresholds(probs, thresholds).numpy()
-    t = torch.as_tensor(thresholds, dtype=torch.float32).expand(probs.shape[1])
-    kw = {"zero_division": 0}
+    probs, y = check_scores_and_targets(probs, targets)
+    vocab = _check_vocab(vocab, probs.shape[1])
+    t = per_label_thresholds(thresholds, probs.shape[1], probs.dtype)
+    pred = apply_thresholds(probs, t)
+    prf = precision_recall_f1(y, pred)
+    y, pred = y.numpy(), pred.numpy()
     table = pd.DataFrame(
         {
             "threshold": t.tolist(),
             "support": y.sum(0),
             "predicted": pred.sum(0),
-            "precision": precision_score(y, pred, average=None, **kw),
-            "recall": recall_score(y, pred, average=None, **kw),
-            "F1": f1_score(y, pred, average=None, **kw),
+            "precision": prf["precision"],
+            "recall": prf["recall"],
+            "F1": prf["F1"],
         },
-        index=pd.Index(list(vocab), name="label"),
+        index=pd.Index(vocab, name="label"),
     )
-    for average in ("micro", "macro"):
-        table.loc[average] = [
-            np.nan,
-            y.sum(),
-            pred.sum(),
-            precision_score(y, pred, average=average, **kw),
-            recall_score(y, pred, average=average, **kw),
-            f1_score(y, pred, average=average, **kw),
-        ]
+    table.loc["micro"] = [
+        np.nan, y.sum(), pred.sum(), prf["micro_precision"], prf["micro_recall"], prf["micro_F1"]
+    ]  # fmt: skip
+    table.loc["macro"] = [
+        np.nan, y.sum(), pred.sum(), *(prf[k].mean() for k in ("precision", "recall", "F1"))
+    ]  # fmt: skip
     return table.astype({"support": int, "predicted": int})

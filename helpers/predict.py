@@ -12,12 +12,21 @@ and the image must be prepared exactly as in training. So the file written here 
 
 It is written with :func:`helpers.train.save_checkpoint` (atomic) and read with
 :func:`helpers.train.load_checkpoint` (``weights_only=True``: loading runs no code).
+Loading checks everything prediction relies on and refuses a bad file naming the field:
+a SHA-256 checksum of the contents (a flipped byte), finite weights, thresholds in [0, 1]
+and one per label, a vocabulary as long as the model's output, positive normalisation std,
+a sane image size. A file that is truncated, empty or not a classifier is refused naming
+the file.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
+import pickle
 import tempfile
-import warnings
+import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,16 +34,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import nn
 
-from helpers.folder import load_image
+from helpers.folder import image_to_tensor, load_image
+from helpers.labels import apply_thresholds, check_scores, per_label_thresholds
 from helpers.models import SmallCNN, resnet_multilabel
 from helpers.train import load_checkpoint, save_checkpoint
 
-FORMAT = "multilabel-book-classifier/1"
+FORMAT = "multilabel-book-classifier/2"  # /2: with a checksum
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 RESIZE_RULES = ("pad", "stretch")
+# What torch.load raises on a damaged file, depending on which byte is wrong.
+UNREADABLE = (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError,
+              zipfile.BadZipFile, KeyError, IndexError, TypeError, UnicodeDecodeError)  # fmt: skip
+MAX_IMAGE_SIZE = 4096  # pixels a side; a larger input is a mistake, not a model
 
 
 @dataclass(frozen=True)
@@ -56,12 +70,27 @@ class Preprocessing:
     pad_value: int = 0  # 0..255; 0 is the black background of the digit canvases
 
     def __post_init__(self):
-        if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, not {self.channels}")
+        def whole(v) -> bool:
+            return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+        if not whole(self.image_size) or not 1 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise ValueError(
+                f"image_size must be a whole number of pixels from 1 to {MAX_IMAGE_SIZE}, "
+                f"not {self.image_size!r}"
+            )
+        if self.channels not in (1, 3) or not whole(self.channels):
+            raise ValueError(f"channels must be 1 or 3, not {self.channels!r}")
         if len(self.mean) != self.channels or len(self.std) != self.channels:
             raise ValueError(f"mean and std need {self.channels} value(s) each")
+        numbers = [*self.mean, *self.std]
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers):
+            raise ValueError(f"mean and std must be finite numbers, got {self.mean}, {self.std}")
+        if min(self.std) <= 0:
+            raise ValueError(f"std must be positive (it divides), got {self.std}")
         if self.resize not in RESIZE_RULES:
             raise ValueError(f"resize must be one of {RESIZE_RULES}, not {self.resize!r}")
+        if not whole(self.pad_value) or not 0 <= self.pad_value <= 255:
+            raise ValueError(f"pad_value must be a whole number 0..255, not {self.pad_value!r}")
 
 
 def build_model(arch: dict) -> nn.Module:
@@ -101,11 +130,13 @@ def save_classifier(
     """Write one file with weights, architecture, labels, preprocessing and thresholds.
 
     Only tensors, numbers, strings, lists and dicts go in, so ``weights_only=True`` can load
-    it. A vocabulary or thresholds that do not match the model's outputs are refused now,
-    not discovered by whoever loads the file.
+    it. Everything :func:`load_classifier` would refuse is refused now, not discovered by
+    whoever loads the file: a vocabulary or thresholds that do not match the model's
+    outputs, thresholds outside [0, 1], non-finite weights. A SHA-256 checksum of the
+    contents goes in too, so a byte changed on disk is caught at load time.
     """
     vocab = [str(v) for v in vocab]
-    t = torch.as_tensor(thresholds, dtype=torch.float32).expand(len(vocab))
+    t = per_label_thresholds(thresholds, len(vocab))
     n_out = _n_outputs(model, preprocessing)
     if n_out != len(vocab):
         raise ValueError(f"the model has {n_out} outputs but the vocabulary {len(vocab)} labels")
@@ -117,29 +148,116 @@ def save_classifier(
         "preprocessing": asdict(preprocessing),
         "thresholds": [float(x) for x in t],
     }
+    _check_fields(state, "the classifier to save")
+    state["sha256"] = _checksum(state)
     save_checkpoint(path, state)
 
 
+def _checksum(state: dict) -> str:
+    """SHA-256 of every tensor's bytes (with name, dtype and shape) and the other fields."""
+    h = hashlib.sha256()
+    for name in sorted(state["model"]):
+        t = state["model"][name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    rest = {k: v for k, v in state.items() if k not in ("model", "sha256")}
+    h.update(json.dumps(rest, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _check_fields(state: dict, where: str) -> Preprocessing:
+    """Every field prediction relies on, checked; a ValueError names the field at fault."""
+
+    def bad(field_name: str, why: str):
+        return ValueError(f"{where}: field {field_name!r} {why}")
+
+    for key, kind in [("model", dict), ("arch", dict), ("vocab", list), ("preprocessing", dict),
+                      ("thresholds", list)]:  # fmt: skip
+        if not isinstance(state.get(key), kind):
+            raise bad(key, f"is missing or not a {kind.__name__}")
+    for name, t in state["model"].items():
+        if not isinstance(t, torch.Tensor):
+            raise bad(f"model.{name}", "is not a tensor")
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            n = int((~torch.isfinite(t)).sum())
+            raise bad(f"model.{name}", f"has {n} NaN or infinite weight(s)")
+    if not isinstance(state["arch"].get("name"), str) or not isinstance(
+        state["arch"].get("kwargs", {}), dict
+    ):
+        raise bad("arch", "needs a 'name' (str) and 'kwargs' (dict)")
+    vocab = state["vocab"]
+    if not vocab or not all(isinstance(v, str) for v in vocab) or len(set(vocab)) != len(vocab):
+        raise bad("vocab", "must be a non-empty list of distinct label names")
+    t = state["thresholds"]
+    if len(t) != len(vocab):
+        raise bad("thresholds", f"has {len(t)} values for {len(vocab)} labels (one per label)")
+    if not all(isinstance(x, (int, float)) and 0 <= x <= 1 for x in t):  # NaN fails too
+        raise bad("thresholds", f"must be numbers in [0, 1], got {t}")
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in state["preprocessing"].items()}
+    try:
+        return Preprocessing(**fields)
+    except (TypeError, ValueError) as err:
+        raise bad("preprocessing", str(err)) from None
+
+
 def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> Classifier:
-    """Read a file written by :func:`save_classifier` (``weights_only=True``), rebuild the
-    model, load its weights strictly and put it in eval mode on `device`."""
+    """Read a file written by :func:`save_classifier` (``weights_only=True``), check it,
+    rebuild the model, load its weights strictly and put it in eval mode on `device`.
+
+    Refused with a ValueError, before any prediction: a file that is empty, truncated or
+    not a classifier (naming the file); a checksum that does not match the contents (a
+    changed byte); and, naming the field, non-finite weights, thresholds outside [0, 1] or
+    not one per label, a vocabulary that is not as long as the model's output, a
+    preprocessing with a non-positive std or an impossible image size.
+    """
     device = torch.device(device)
-    state = load_checkpoint(path, "cpu")
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty (0 bytes): not a classifier file")
+    try:
+        state = load_checkpoint(path, "cpu")
+    except FileNotFoundError:
+        raise
+    except UNREADABLE as err:
+        reason = " ".join(str(err).split())[:300]
+        raise ValueError(
+            f"{path} cannot be read as a classifier file (truncated, damaged or another kind "
+            f"of file): {type(err).__name__}: {reason}"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        keys = sorted(state)[:6] if isinstance(state, dict) else type(state).__name__
+        keys = sorted(map(str, state))[:6] if isinstance(state, dict) else type(state).__name__
+        older = isinstance(state, dict) and str(state.get("format", "")).startswith(
+            "multilabel-book-classifier/"
+        )
         raise ValueError(
             f"{path} is not a classifier file written by save_classifier (it holds {keys}); "
-            "a bare state_dict has no labels, preprocessing or thresholds to predict with"
+            + (
+                f"it is format {state['format']!r}, this version reads {FORMAT!r}: save it again"
+                if older
+                else "a bare state_dict has no labels, preprocessing or thresholds to predict with"
+            )
         )
-    prep = Preprocessing(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in state["preprocessing"].items()}
-    )
-    model = build_model(state["arch"])
-    model.load_state_dict(state["model"])  # strict: a missing or extra tensor is an error
+    where = str(path)
+    prep = _check_fields(state, where)
+    if state.get("sha256") != _checksum(state):
+        raise ValueError(
+            f"{where}: field 'sha256' does not match the contents: the file changed after it "
+            "was saved (a damaged copy or an edit); do not predict with it"
+        )
+    try:
+        model = build_model(state["arch"])
+        model.load_state_dict(state["model"])  # strict: a missing or extra tensor is an error
+    except (RuntimeError, TypeError, ValueError) as err:
+        reason = " ".join(str(err).split())[:300]
+        raise ValueError(f"{where}: field 'model' does not fit field 'arch': {reason}") from None
+    n_out = _n_outputs(model, prep)
+    if n_out != len(state["vocab"]):
+        raise ValueError(
+            f"{where}: field 'vocab' has {len(state['vocab'])} labels but the model {n_out} outputs"
+        )
     model.eval().to(device)
-    return Classifier(
-        model, state["arch"], list(state["vocab"]), prep, torch.tensor(state["thresholds"]), device
-    )
+    t = torch.tensor(state["thresholds"], dtype=torch.float32)
+    return Classifier(model, state["arch"], list(state["vocab"]), prep, t, device)
 
 
 def _n_outputs(model: nn.Module, prep: Preprocessing) -> int:
@@ -172,8 +290,7 @@ def open_image(
     - a file that is not an image raises OSError ("cannot decode ...");
     - more pixels than ``max_pixels`` (default: PIL's decompression-bomb limit,
       ``PIL.Image.MAX_IMAGE_PIXELS``, about 89 million) raises ValueError before anything is
-      decoded: a few hundred kilobytes of PNG can decode to gigabytes. ``max_pixels`` can
-      only lower PIL's limit; raising that is a deliberate ``Image.MAX_IMAGE_PIXELS = ...``;
+      decoded (:func:`helpers.folder.check_pixels`, used by every data set too);
     - channels are converted as :func:`helpers.folder.load_image` does: RGB -> greyscale by
       luminance, greyscale -> RGB by copying, transparency composited over black, 16-bit
       scaled to 8 bits (65535 -> 255), EXIF rotation applied.
@@ -195,27 +312,7 @@ def open_image(
         raise FileNotFoundError(f"{path} {what}")
     if path.stat().st_size == 0:
         raise ValueError(f"{path} is empty (0 bytes)")
-    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as header:  # reads the header only: cheap at any size
-                width, height = header.size
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ValueError(f"{path}: {err} Downscale the file before predicting.") from None
-    except UnidentifiedImageError:
-        raise OSError(f"cannot decode {path}: not an image file PIL can read") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise OSError(f"cannot decode {path}: {err}") from err
-    if limit is not None and width * height > limit:
-        raise ValueError(
-            f"{path}: {width}x{height} = {width * height:,} pixels is over the limit of "
-            f"{limit:,}; downscale the file first (the model sees {prep.image_size}x"
-            f"{prep.image_size}) or raise max_pixels if you trust it"
-        )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked above
-        image = load_image(path, "L" if prep.channels == 1 else "RGB")
+    image = load_image(path, "L" if prep.channels == 1 else "RGB", max_pixels=max_pixels)
     return preprocess(image, prep)
 
 
@@ -233,8 +330,7 @@ def preprocess(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
             image.resize((w, h), Image.Resampling.BILINEAR), ((size - w) // 2, (size - h) // 2)
         )
         image = canvas
-    x = torch.from_numpy(np.array(image, dtype=np.float32) / 255)
-    x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
+    x = image_to_tensor(image)  # (C, size, size) in [0, 1]
     mean = torch.tensor(prep.mean).view(-1, 1, 1)
     std = torch.tensor(prep.std).view(-1, 1, 1)
     return (x - mean) / std
@@ -272,14 +368,20 @@ class Prediction:
 
 
 def prediction_table(probs: torch.Tensor, vocab: Sequence[str], thresholds) -> pd.DataFrame:
-    """One image's probabilities as a table sorted by probability (ties: vocabulary order)."""
-    probs = torch.as_tensor(probs).float().flatten()
-    t = torch.as_tensor(thresholds, dtype=torch.float32).expand(len(vocab))
+    """One image's probabilities as a table sorted by probability (ties: vocabulary order).
+
+    ``predicted`` is :func:`helpers.labels.apply_thresholds` (``>=``), as in every report.
+    """
+    probs = torch.as_tensor(probs).flatten()
+    if len(probs) != len(vocab):
+        raise ValueError(f"{len(probs)} probabilities but the vocabulary has {len(vocab)} labels")
+    probs = check_scores(probs.reshape(1, -1), "probabilities")[0]
+    t = per_label_thresholds(thresholds, len(vocab), probs.dtype)
     table = pd.DataFrame(
         {
             "probability": probs.tolist(),
             "threshold": t.tolist(),
-            "predicted": (probs >= t).tolist(),
+            "predicted": apply_thresholds(probs.reshape(1, -1), t)[0].bool().tolist(),
         },
         index=pd.Index([str(v) for v in vocab], name="label"),
     )

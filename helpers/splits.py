@@ -9,12 +9,15 @@ possible. The ``iterative-stratification`` package (import name ``iterstrat``) i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
+from helpers.labels import target_matrix
 
 
 def _check_fractions(fractions: Mapping[str, float]) -> None:
@@ -24,15 +27,30 @@ def _check_fractions(fractions: Mapping[str, float]) -> None:
         raise ValueError(f"fractions must add up to 1, got {sum(fractions.values())}")
 
 
+def _check_not_empty(parts: Mapping[str, np.ndarray], n: int, fractions) -> None:
+    """A part with no images cannot train or measure anything: refuse it, naming it."""
+    empty = [name for name, idx in parts.items() if len(idx) == 0]
+    if empty:
+        raise ValueError(
+            f"part {empty[0]!r} would be empty: {n} images split as {dict(fractions)}; "
+            "use more images or larger fractions"
+        )
+
+
 def random_split_indices(
     n: int, fractions: Mapping[str, float], seed: int = 0
 ) -> dict[str, np.ndarray]:
-    """Shuffle 0..n-1 and cut it into parts of the given fractions (the baseline)."""
+    """Shuffle 0..n-1 and cut it into parts of the given fractions (the baseline).
+
+    A part that would get no image is refused (ValueError naming it).
+    """
     _check_fractions(fractions)
     order = np.random.default_rng(seed).permutation(n)
     sizes = np.round(np.cumsum(list(fractions.values())) * n).astype(int)
     parts = np.split(order, sizes[:-1])
-    return {name: np.sort(part) for name, part in zip(fractions, parts, strict=True)}
+    out = {name: np.sort(part) for name, part in zip(fractions, parts, strict=True)}
+    _check_not_empty(out, n, fractions)
+    return out
 
 
 def stratified_split(
@@ -44,22 +62,31 @@ def stratified_split(
     "test": 0.15}``. Parts are cut off one at a time, the last part first: each cut
     stratifies the images that are left, so every part keeps each label's proportion.
     Returns sorted index arrays, one per part; together they cover every row once.
+    Targets must be 0/1 (:func:`helpers.labels.target_matrix`); a part that would get no
+    image (too few images for its fraction) is refused, naming it.
     """
     _check_fractions(fractions)
-    y = np.asarray(torch.as_tensor(targets).cpu()).astype(int)
+    y = target_matrix(torch.as_tensor(targets).cpu()).numpy().astype(int)
     remaining = np.arange(len(y))
     left = 1.0  # share of the whole data set still in `remaining`
     names = list(fractions)
     out = {}
     for k, name in enumerate(reversed(names[1:])):
         share = fractions[name] / left
+        if math.ceil(share * len(remaining)) >= len(remaining):  # scikit-learn rounds up the cut
+            raise ValueError(
+                f"part {names[len(names) - 2 - k]!r} would be empty: {len(y)} images split as "
+                f"{dict(fractions)}; use more images or larger fractions"
+            )
         cut = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=share, random_state=seed + k)
         keep, taken = next(cut.split(np.zeros(len(remaining)), y[remaining]))
         out[name] = np.sort(remaining[taken])
         remaining = remaining[keep]
         left -= fractions[name]
     out[names[0]] = np.sort(remaining)
-    return {name: out[name] for name in names}
+    out = {name: out[name] for name in names}
+    _check_not_empty(out, len(y), fractions)
+    return out
 
 
 def split_label_counts(
@@ -68,7 +95,7 @@ def split_label_counts(
     vocab: Sequence[str],
 ) -> pd.DataFrame:
     """How many images of each label land in each part, with the total (one row per label)."""
-    y = np.asarray(torch.as_tensor(targets).cpu()).astype(int)
+    y = target_matrix(torch.as_tensor(targets).cpu(), vocab).numpy().astype(int)
     counts = {name: y[idx].sum(0) for name, idx in splits.items()}
     counts["total"] = y.sum(0)
     return pd.DataFrame(counts, index=pd.Index(list(vocab), name="label"))

@@ -25,12 +25,12 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import f1_score, precision_score, recall_score
 from torch.utils.data import DataLoader, Dataset
-from torchmetrics.functional.classification import multilabel_average_precision
 
 from helpers.env import reachable, shown_path
-from helpers.folder import load_image
+from helpers.folder import image_to_tensor, load_image
+from helpers.labels import apply_thresholds, check_scores, check_targets, per_label_thresholds
+from helpers.metrics import average_precisions, precision_recall_f1
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -49,11 +49,25 @@ class VOCUnavailableError(RuntimeError):
 # --- Finding and downloading the data ------------------------------------------------------
 
 
-def voc_archives() -> dict[str, dict]:
-    """torchvision's URLs and md5 checksums of the two VOC 2007 archives (trainval, test)."""
-    from torchvision.datasets.voc import DATASET_YEAR_DICT
+# Where VOC 2007 is downloaded from, and the md5 checksums of the two archives: the same
+# facts torchvision's VOC loader uses (its `DATASET_YEAR_DICT`, a private table), written
+# here so a torchvision change cannot move them silently (tests/test_voc.py compares).
+VOC2007_URL = "https://thor.robots.ox.ac.uk/pascal/VOC/voc2007/"
+VOC2007_TRAINVAL_TAR = "VOCtrainval_06-Nov-2007.tar"
+VOC2007_TRAINVAL_MD5 = "c52e279531787c972589f7e41ab4ae64"
+VOC2007_TEST_TAR = "VOCtest_06-Nov-2007.tar"
+VOC2007_TEST_MD5 = "b6e924de25625d8de591ea690078ad9f"
 
-    return {"trainval": DATASET_YEAR_DICT["2007"], "test": DATASET_YEAR_DICT["2007-test"]}
+
+def voc_archives() -> dict[str, dict]:
+    """URL, file name and md5 checksum of the two VOC 2007 archives (trainval, test)."""
+    return {
+        split: {"url": VOC2007_URL + name, "filename": name, "md5": md5}
+        for split, name, md5 in [
+            ("trainval", VOC2007_TRAINVAL_TAR, VOC2007_TRAINVAL_MD5),
+            ("test", VOC2007_TEST_TAR, VOC2007_TEST_MD5),
+        ]
+    }
 
 
 def find_voc(root: str | Path) -> Path | None:
@@ -71,10 +85,11 @@ def find_voc(root: str | Path) -> Path | None:
 def download_voc2007(root: str | Path, timeout: float = 3.0, mirror: str | None = None) -> Path:
     """VOC 2007 trainval + test under ``root/VOCdevkit/VOC2007``: found, or downloaded.
 
-    Downloads the two tar files (about 0.9 GB together) with torchvision and checks
-    torchvision's md5 checksums. `mirror` replaces the start of each URL up to the file
-    name (the files must be the same: the checksum is checked all the same). Without a
-    network this fails within `timeout` seconds and says what to fetch and where to put it.
+    Downloads the two tar files (about 0.9 GB together) with torchvision's downloader and
+    checks their md5 checksums (:func:`voc_archives`). `mirror` replaces the start of each
+    URL up to the file name (the files must be the same: the checksum is checked all the
+    same). Without a network this fails within `timeout` seconds and says what to fetch
+    and where to put it.
     """
     from torchvision.datasets.utils import download_and_extract_archive
 
@@ -195,9 +210,10 @@ class VOCMultiLabel(Dataset):
     ``"negative"``. ``present`` and ``ignore`` (difficult-only) are kept for evaluation.
 
     Images are read with :func:`helpers.folder.load_image` (greyscale, CMYK, 16-bit and
-    transparent files are converted to RGB the same way every time); without a
-    `transform` they come out as float (3, H, W) in [0, 1]. With one, `transform` gets the
-    PIL image.
+    transparent files are converted to RGB the same way every time, and a decompression
+    bomb is refused naming the file); without a `transform` they come out as float
+    (3, H, W) in [0, 1] (:func:`helpers.folder.image_to_tensor`). With one, `transform`
+    gets the PIL image.
     """
 
     def __init__(
@@ -243,8 +259,7 @@ class VOCMultiLabel(Dataset):
         image = load_image(self.files[i], "RGB")
         if self.transform is not None:
             return self.transform(image), self.targets[i]
-        x = torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div(255)
-        return x, self.targets[i]
+        return image_to_tensor(image), self.targets[i]
 
     def __repr__(self) -> str:
         return (
@@ -349,24 +364,41 @@ def with_size(preset: VOCPreset, size: int) -> VOCPreset:
 # --- Evaluation ----------------------------------------------------------------------------
 
 
+def _check_voc(probs, present, ignore, classes=None, probabilities: bool = False):
+    """Scores, 0/1 present and 0/1 ignore of the same shape; every class keeps an entry."""
+    x, y = check_scores(probs, "probs", probabilities), None
+    y = check_targets(present, x.shape, "present")
+    ign = check_targets(ignore, x.shape, "ignore").bool()
+    if (ign & y.bool()).any():
+        raise ValueError("an entry is both present and ignored: ignore marks difficult-only "
+                         "classes, which are not present")  # fmt: skip
+    names = list(classes) if classes is not None else [f"label {j}" for j in range(x.shape[1])]
+    if len(names) != x.shape[1]:
+        raise ValueError(f"{len(names)} classes but the scores have {x.shape[1]} columns")
+    all_ignored = [names[j] for j in range(x.shape[1]) if ign[:, j].all()]
+    if all_ignored:
+        raise ValueError(
+            f"every entry of {all_ignored[0]!r} is ignored (difficult-only): nothing is left to "
+            "score it on"
+        )
+    return x, y, ign, names
+
+
 def voc_average_precision(
-    probs: torch.Tensor, present: torch.Tensor, ignore: torch.Tensor
+    probs: torch.Tensor, present: torch.Tensor, ignore: torch.Tensor, classes=None
 ) -> torch.Tensor:
     """Per-class AP with difficult-only entries left out, as ML-GCN and CSRA evaluate.
 
     An ignored (image, class) entry is neither a positive nor a negative: it is dropped
-    from that class's ranking. Computed by torchmetrics (``ignore_index``), non-interpolated
-    like scikit-learn's ``average_precision_score``.
+    from that class's ranking. Computed with scikit-learn's ``average_precision_score`` on
+    the kept entries (non-interpolated), through :func:`helpers.metrics.average_precisions`:
+    a class with no positive left counts 0 with a warning; a class whose every entry is
+    ignored is refused, naming it (`classes` gives the names). Returned as float64.
     """
-    target = torch.as_tensor(present).long().clone()
-    target[torch.as_tensor(ignore).bool()] = -1
-    return multilabel_average_precision(
-        torch.as_tensor(probs).float(),
-        target,
-        num_labels=target.shape[1],
-        average=None,
-        ignore_index=-1,
-    )
+    x, y, ign, _ = _check_voc(probs, present, ignore, classes)
+    ap = [average_precisions(x[~ign[:, j], j : j + 1], y[~ign[:, j], j : j + 1])[0]
+          for j in range(x.shape[1])]  # fmt: skip
+    return torch.tensor(ap, dtype=torch.float64)
 
 
 def voc_label_report(
@@ -378,30 +410,29 @@ def voc_label_report(
 ) -> pd.DataFrame:
     """Per class: support, AP, threshold, precision, recall and F1, ignored entries left out.
 
+    Decisions are :func:`helpers.labels.apply_thresholds` (``>=``), as in every report.
     A last row ``mean`` averages the classes (its AP is the mAP).
     """
-    probs = torch.as_tensor(probs).float()
-    y = torch.as_tensor(present).long().numpy()
-    keep = ~torch.as_tensor(ignore).bool().numpy()
-    t = torch.as_tensor(thresholds, dtype=torch.float32).expand(probs.shape[1]).numpy()
-    pred = (probs.numpy() >= t).astype(int)
+    x, y, ign, names = _check_voc(probs, present, ignore, classes, probabilities=True)
+    t = per_label_thresholds(thresholds, x.shape[1], x.dtype)
+    pred = apply_thresholds(x, t)
     rows = []
-    for j in range(len(classes)):
-        yj, pj = y[keep[:, j], j], pred[keep[:, j], j]
-        kw = {"zero_division": 0}
+    for j in range(len(names)):
+        keep = ~ign[:, j]
+        prf = precision_recall_f1(y[keep, j : j + 1], pred[keep, j : j + 1])
         rows.append(
             (
-                int(yj.sum()),
+                int(y[keep, j].sum()),
                 float(t[j]),
-                precision_score(yj, pj, **kw),
-                recall_score(yj, pj, **kw),
-                f1_score(yj, pj, **kw),
+                float(prf["precision"][0]),
+                float(prf["recall"][0]),
+                float(prf["F1"][0]),
             )
         )
     table = pd.DataFrame(
-        rows, columns=["support", "threshold", "precision", "recall", "F1"], index=list(classes)
+        rows, columns=["support", "threshold", "precision", "recall", "F1"], index=names
     )
-    table.insert(1, "AP", voc_average_precision(probs, present, ignore).numpy())
+    table.insert(1, "AP", voc_average_precision(x, y, ign, names).numpy())
     table.index.name = "class"
     mean = table.drop(columns="support").mean().to_frame("mean").T
     mean.insert(0, "support", int(table["support"].sum()))
@@ -422,11 +453,9 @@ def false_positive_table(
     "chair <- diningtable" says many false chairs were in images with a dining table, a
     co-occurrence the model learned rather than an object it saw.
     """
-    probs = torch.as_tensor(probs).float()
-    y = torch.as_tensor(present).bool()
-    ign = torch.as_tensor(ignore).bool()
-    t = torch.as_tensor(thresholds, dtype=torch.float32).expand(probs.shape[1])
-    fp = (probs >= t) & ~y & ~ign
+    x, y, ign, _ = _check_voc(probs, present, ignore, classes, probabilities=True)
+    y = y.bool()
+    fp = apply_thresholds(x, thresholds).bool() & ~y & ~ign
     rows = []
     for j in torch.argsort(fp.sum(0), descending=True, stable=True)[:top].tolist():
         n = int(fp[:, j].sum())
@@ -442,7 +471,8 @@ def false_positive_table(
                 "share of them": float(with_fp[k] / n),
             }
         )
-    return pd.DataFrame(rows)
+    columns = ["false positive", "count", "most common true class in those images", "share of them"]
+    return pd.DataFrame(rows, columns=columns)  # no false positive: an empty table, same columns
 
 
 # --- Writing data in VOC layout (tests, and the chapter's pipeline check) --------------------

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from helpers.metrics import apply_thresholds, threshold_report
+from helpers.labels import apply_thresholds, check_targets, per_label_thresholds
+from helpers.metrics import threshold_report
 
 
 @dataclass
@@ -42,8 +43,11 @@ def explorer_view(
 
     ``missed`` lists true labels not predicted (false negatives), ``extra`` predicted labels
     that are not there (false positives).
+    Decisions are :func:`helpers.labels.apply_thresholds`, as in every report; bad input
+    is refused by :func:`helpers.metrics.threshold_report` with the same messages.
     """
-    targets = torch.as_tensor(targets).long()
+    table = threshold_report(probs, targets, vocab, thresholds)  # checks everything first
+    targets = check_targets(targets)
     pred = apply_thresholds(probs, thresholds)
     rows = []
     for i in range(min(n_examples, len(targets))):
@@ -57,7 +61,7 @@ def explorer_view(
             }
         )
     examples = pd.DataFrame(rows, index=pd.Index(range(len(rows)), name="image"))
-    return ExplorerView(threshold_report(probs, targets, vocab, thresholds), examples)
+    return ExplorerView(table, examples)
 
 
 def render_html(view: ExplorerView) -> str:
@@ -88,15 +92,15 @@ def threshold_explorer(
     """
     import ipywidgets as w
 
-    start = torch.as_tensor(thresholds, dtype=torch.float32)
-    per_label = start.ndim == 1
+    per_label = torch.as_tensor(thresholds).ndim == 1
+    start = per_label_thresholds(thresholds, len(vocab))
     slider = {"min": 0.0, "max": 1.0, "step": 0.01, "continuous_update": False}
     global_slider = w.FloatSlider(
         value=round(float(start.mean()), 2), description="all labels", **slider
     )
     label_sliders = [
         w.FloatSlider(
-            value=round(float(start[j] if per_label else start), 2),
+            value=round(float(start[j]), 2),
             description=f"label {name}",
             **slider,
         )

@@ -335,3 +335,41 @@ def test_save_as_folder_rgb(tmp_path):
     back = MultiLabelImageFolder(tmp_path, csv, vocab=["a", "b"])
     assert torch.allclose(back[0][0], (x * 255).round() / 255)
     assert back.table["tags"].tolist() == [["b"]]
+
+
+# ---- refusals: mixed separators, decompression bombs, one conversion ------------------------
+
+
+def test_mixed_separators_are_refused_naming_a_line_of_each(tmp_path):
+    csv = _write_csv(tmp_path / "l.csv", 'image,tags\na.png,"3,7"\nb.png,1\nc.png,2 5\n')
+    with pytest.raises(ValueError, match=r"l\.csv: .*mix separators: line 2 uses commas .*line 4"):
+        read_label_table(csv)
+    assert read_label_table(csv, sep=",").tags.tolist() == [["3", "7"], ["1"], ["2 5"]]
+
+
+def test_decompression_bomb_is_refused_by_the_folder_data_set(tmp_path, monkeypatch):
+    csv = _folder(tmp_path, [("a.png", "3")])
+    ds = MultiLabelImageFolder(tmp_path, csv)
+    with pytest.raises(ValueError, match=r"a\.png: 6x4 = 24 pixels is over the limit of 20"):
+        load_image(tmp_path / "a.png", max_pixels=20)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # the 6x4 image is 24 > 2 x 10
+    with pytest.raises(ValueError, match=r"a\.png: Image size .* decompression bomb"):
+        ds[0]
+
+
+def test_image_to_tensor_is_the_canvas_exactly_and_torchvision_to_one_bit():
+    from torchvision.transforms.v2.functional import to_dtype, to_image
+
+    from helpers.folder import image_to_tensor
+
+    values = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    x = image_to_tensor(Image.fromarray(values))
+    assert x.shape == (1, 16, 16) and x.dtype == torch.float32
+    assert torch.equal(x[0], torch.from_numpy(values).float() / 255)  # as MultiDigit divides
+    scaled = to_dtype(to_image(Image.fromarray(values)), torch.float32, scale=True)
+    torch.testing.assert_close(x, scaled, rtol=0, atol=1e-7)
+    rgb = image_to_tensor(Image.new("RGB", (3, 2), (255, 0, 51)))
+    assert (
+        rgb.shape == (3, 2, 3)
+        and rgb[:, 0, 0].tolist() == torch.tensor([1.0, 0.0, 51 / 255]).tolist()
+    )

@@ -94,3 +94,31 @@ def test_summary():
 def test_summary_keeps_counts_as_integers():
     s = label_summary(multi_hot(SETS, VOCAB))
     assert isinstance(s["images"], int) and isinstance(s["distinct label sets"], int)
+
+
+# --- checks shared by every helper ------------------------------------------------------------
+
+
+def test_decode_refuses_logits_and_bad_thresholds():
+    with pytest.raises(ValueError, match=r"outside \[0, 1\].*not logits"):
+        decode(torch.tensor([[2.0, -1.0, 0.3]]), VOCAB)
+    with pytest.raises(ValueError, match=r"thresholds must be in \[0, 1\]"):
+        decode(torch.tensor([[0.2, 0.6, 0.3]]), VOCAB, threshold=float("nan"))
+    assert decode(torch.tensor([[0.2, 0.6, 0.3]]), VOCAB, [0.1, 0.7, 0.3]) == [["bird", "dog"]]
+
+
+@pytest.mark.parametrize("bad", [0.5, 2.0, -1.0, float("nan")])
+def test_label_statistics_refuse_targets_that_are_not_0_or_1(bad):
+    targets = multi_hot(SETS, VOCAB)
+    targets[0, 0] = bad
+    with pytest.raises(ValueError, match="must be 0 or 1"):
+        label_frequency(targets, VOCAB)
+    with pytest.raises(ValueError, match="must be 0 or 1"):
+        label_summary(targets)
+
+
+def test_label_statistics_check_shapes():
+    with pytest.raises(ValueError, match="targets have 3 columns but vocab has 2 names"):
+        label_frequency(multi_hot(SETS, VOCAB), VOCAB[:2])
+    with pytest.raises(ValueError, match=r"at least one image; got shape \(0, 3\)"):
+        label_cardinality(torch.zeros(0, 3))

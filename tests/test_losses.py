@@ -194,3 +194,40 @@ def test_focal_gradients_are_finite_for_huge_logits():
     logits = ADVERSARIAL.clone().requires_grad_()
     SigmoidFocalLoss()(logits, ADVERSARIAL_TARGETS).backward()
     assert torch.isfinite(logits.grad).all()
+
+
+# --- refusals: shapes and targets ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loss", [AsymmetricLoss(), SigmoidFocalLoss()])
+def test_losses_refuse_mismatched_shapes_instead_of_broadcasting(loss):
+    with pytest.raises(ValueError, match=r"logits have shape \(4, 3\) but targets \(3,\)"):
+        loss(torch.zeros(4, 3), torch.ones(3))
+
+
+@pytest.mark.parametrize("loss", [AsymmetricLoss(), SigmoidFocalLoss()])
+def test_losses_accept_soft_targets_but_not_nan_or_out_of_range(loss):
+    logits = torch.linspace(-3, 3, 12).reshape(4, 3)
+    soft = torch.full((4, 3), 0.9)
+    assert torch.isfinite(loss(logits, soft))
+    for bad in (float("nan"), 1.5, -0.2):
+        targets = soft.clone()
+        targets[1, 1] = bad
+        with pytest.raises(ValueError, match=r"1 target value\(s\) are outside \[0, 1\] or NaN"):
+            loss(logits, targets)
+
+
+def test_asl_with_soft_targets_is_the_mix_of_its_two_terms():
+    logits = torch.linspace(-3, 3, 12).reshape(4, 3)
+    loss = AsymmetricLoss(reduction="none")
+    mixed = loss(logits, torch.full((4, 3), 0.8))
+    expected = 0.8 * loss(logits, torch.ones(4, 3)) + 0.2 * loss(logits, torch.zeros(4, 3))
+    torch.testing.assert_close(mixed, expected)
+
+
+@pytest.mark.parametrize("bad", [0.7, float("nan"), 2.0])
+def test_pos_weight_refuses_targets_that_are_not_0_or_1(bad):
+    targets = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    targets[0, 1] = bad
+    with pytest.raises(ValueError, match="must be 0 or 1"):
+        pos_weight_from_targets(targets)

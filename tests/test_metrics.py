@@ -74,3 +74,90 @@ def test_predict_probs_returns_sigmoid_and_restores_mode(training):
     assert model.training is training
     # Eval mode was used: running statistics were not updated by the prediction pass.
     assert model.norm.num_batches_tracked.item() == 0
+
+
+# --- refusals: every metric answers right or says why it cannot ------------------------------
+
+
+def test_nan_and_inf_scores_are_refused_counting_them():
+    probs = PROBS.clone()
+    probs[1, 2], probs[4, 0] = float("nan"), float("inf")
+    with pytest.raises(ValueError, match=r"2 of 18 scores are NaN or infinite \(first at image 1"):
+        mean_average_precision(probs, TARGETS)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        per_label_report(probs, TARGETS, ["a", "b", "c"])
+
+
+def test_nan_scores_give_nan_only_when_asked():
+    probs = PROBS.clone()
+    probs[0, 0] = float("nan")
+    assert np.isnan(mean_average_precision(probs, TARGETS, nonfinite="nan"))
+    with pytest.raises(ValueError, match="nonfinite must be one of"):
+        mean_average_precision(PROBS, TARGETS, nonfinite="ignore")
+
+
+@pytest.mark.parametrize("bad", [0.7, 0.9, float("nan"), 2.0, -1.0])
+def test_targets_not_0_or_1_are_refused_saying_what_was_found(bad):
+    targets = TARGETS.clone().double()
+    targets[3, 1] = bad
+    with pytest.raises(ValueError, match=r"targets must be 0 or 1 .*1 of 18 .*image 3, label 1"):
+        mean_average_precision(PROBS, targets)
+    with pytest.raises(ValueError, match="Soft or smoothed targets"):
+        per_label_report(PROBS, targets, ["a", "b", "c"])
+
+
+def test_float_and_bool_zero_one_targets_work():
+    expected = mean_average_precision(PROBS, TARGETS.long())
+    assert mean_average_precision(PROBS, TARGETS.double()) == expected
+    assert mean_average_precision(PROBS, TARGETS.bool()) == expected
+
+
+def test_float64_scores_keep_their_precision():
+    # In float32 the two scores are one tie (AP 0.5); in float64 the positive ranks first.
+    probs = torch.tensor([[0.5], [0.5 + 1e-12]], dtype=torch.float64)
+    assert mean_average_precision(probs, torch.tensor([[0], [1]])) == 1.0
+    assert mean_average_precision(probs.float(), torch.tensor([[0], [1]])) == 0.5
+
+
+@pytest.mark.parametrize(
+    "probs, targets, match",
+    [
+        (PROBS, TARGETS[:, :2], r"targets have shape \(6, 2\) but the scores \(6, 3\)"),
+        (PROBS[:4], TARGETS, r"targets have shape \(6, 3\) but the scores \(4, 3\)"),
+        (PROBS[:, 0], TARGETS[:, 0], r"must be 2-D .*got shape \(6,\).*reshape"),
+        (PROBS[:0], TARGETS[:0], r"empty \(shape \(0, 3\)\)"),
+    ],
+)
+def test_shapes_are_checked_never_trimmed(probs, targets, match):
+    with pytest.raises(ValueError, match=match):
+        mean_average_precision(probs, targets)
+
+
+def test_one_label_input_is_answered_per_label():
+    report = per_label_report(PROBS[:, :1], TARGETS[:, :1], ["a"])
+    assert report.loc["a", "precision"] == pytest.approx(2 / 3)  # not averaged over 2 classes
+    assert mean_average_precision(PROBS[:, :1], TARGETS[:, :1]) == pytest.approx(
+        average_precision_score(TARGETS[:, 0], PROBS[:, 0])
+    )
+
+
+def test_probabilities_outside_0_1_are_refused_where_thresholded():
+    logits = 4 * PROBS - 2
+    with pytest.raises(ValueError, match=r"outside \[0, 1\].*not logits"):
+        per_label_report(logits, TARGETS, ["a", "b", "c"])
+    # ranking needs no probabilities: logits rank the same
+    assert mean_average_precision(logits, TARGETS) == mean_average_precision(PROBS, TARGETS)
+
+
+def test_wrong_vocabulary_length_is_refused():
+    with pytest.raises(ValueError, match="vocab has 2 names but the scores 3 labels"):
+        per_label_report(PROBS, TARGETS, ["a", "b"])
+
+
+def test_label_without_positives_warns_naming_it():
+    targets = TARGETS.clone()
+    targets[:, 1] = 0
+    with pytest.warns(UserWarning, match=r"label\(s\) \[1\] have no positives"):
+        assert mean_average_precision(PROBS, targets) == pytest.approx(
+            average_precision_score(targets, PROBS, average=None).mean(), abs=1e-12
+        )

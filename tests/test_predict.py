@@ -281,3 +281,89 @@ def test_uploaded_bytes_go_through_the_same_checks_and_name_the_upload(tmp_path)
     with pytest.raises(ValueError, match="^uploaded file is empty"):
         open_image(b"", PREP)
     assert predict_image(classifier(), path.read_bytes(), name="a.png").labels == ["cat"]
+
+
+# --- the classifier file is checked when it is loaded -----------------------------------------
+
+
+def small_saved(tmp_path, name="c.pt"):
+    torch.manual_seed(0)
+    arch = {"name": "SmallCNN", "kwargs": {"n_labels": 2, "width": 4, "blocks": 1}}
+    path = tmp_path / name
+    save_classifier(path, SmallCNN(n_labels=2, width=4, blocks=1), arch, VOCAB, PREP, [0.3, 0.6])
+    return path
+
+
+def edited(tmp_path, change) -> "Path":  # noqa: F821
+    state = torch.load(small_saved(tmp_path), weights_only=True)
+    change(state)
+    out = tmp_path / "edited.pt"
+    torch.save(state, out)
+    return out
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda s: s["thresholds"].__setitem__(0, float("nan")), "field 'thresholds' must be"),
+        (lambda s: s["thresholds"].__setitem__(0, 1.5), "field 'thresholds' must be"),
+        (lambda s: s["thresholds"].pop(), "field 'thresholds' has 1 values for 2 labels"),
+        (lambda s: s["vocab"].append("bird"), "field 'thresholds' has 2 values for 3 labels"),
+        (
+            lambda s: s["preprocessing"].update(std=[0.0]),
+            "field 'preprocessing' std must be positive",
+        ),
+        (lambda s: s["preprocessing"].update(image_size=0), "field 'preprocessing' image_size"),
+        (lambda s: s["preprocessing"].update(image_size=10**6), "field 'preprocessing' image_size"),
+        (lambda s: s["model"]["head.weight"].fill_(float("inf")), "field 'model.head.weight' has"),
+        (lambda s: s.pop("vocab"), "field 'vocab' is missing"),
+        (lambda s: s.update(sha256="0" * 64), "field 'sha256' does not match"),
+    ],
+)
+def test_load_refuses_a_bad_field_naming_it(tmp_path, change, match):
+    with pytest.raises(ValueError, match=r"edited\.pt: " + match):
+        load_classifier(edited(tmp_path, change))
+
+
+def test_vocabulary_longer_than_the_head_is_refused_at_load(tmp_path):
+    from helpers.predict import _checksum
+
+    def change(s):
+        s["vocab"].append("bird")
+        s["thresholds"].append(0.5)
+        s["sha256"] = _checksum(s)
+
+    with pytest.raises(ValueError, match="field 'vocab' has 3 labels but the model 2 outputs"):
+        load_classifier(edited(tmp_path, change))
+
+
+@pytest.mark.parametrize("content", [b"", b"not a torch file", None])
+def test_truncated_empty_or_foreign_file_names_the_file(tmp_path, content):
+    path = tmp_path / "bad.pt"
+    if content is None:  # the first half of a real file
+        raw = small_saved(tmp_path).read_bytes()
+        content = raw[: len(raw) // 2]
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="bad.pt"):
+        load_classifier(path)
+
+
+def test_an_older_format_is_refused_saying_so(tmp_path):
+    path = edited(tmp_path, lambda s: s.update(format="multilabel-book-classifier/1"))
+    with pytest.raises(ValueError, match="format 'multilabel-book-classifier/1'.*save it again"):
+        load_classifier(path)
+
+
+def test_save_refuses_bad_thresholds(tmp_path):
+    model, arch = SmallCNN(n_labels=2, width=4, blocks=1), {"name": "SmallCNN"}
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        save_classifier(tmp_path / "x.pt", model, arch, VOCAB, PREP, [0.5, 1.5])
+    with pytest.raises(ValueError, match="one number or one per label"):
+        save_classifier(tmp_path / "x.pt", model, arch, VOCAB, PREP, [0.5, 0.5, 0.5])
+
+
+def test_prediction_table_refuses_logits_and_wrong_lengths():
+    with pytest.raises(ValueError, match=r"outside \[0, 1\]"):
+        prediction_table(torch.tensor([2.0, -1.0]), VOCAB, 0.5)
+    with pytest.raises(ValueError, match="3 probabilities but the vocabulary has 2"):
+        prediction_table(torch.tensor([0.2, 0.3, 0.4]), VOCAB, 0.5)

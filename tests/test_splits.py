@@ -147,3 +147,17 @@ def test_stratified_split_matches_iterstrat_for_two_parts():
     train, val = next(cut.split(np.zeros(len(y)), y))
     assert np.array_equal(parts["train"], np.sort(train))
     assert np.array_equal(parts["val"], np.sort(val))
+
+
+def test_an_empty_part_is_refused_naming_it():
+    with pytest.raises(ValueError, match=r"part 'val' would be empty: 4 images"):
+        random_split_indices(4, {"train": 0.9, "val": 0.1})
+    y = np.eye(3, dtype=int)[[0, 1, 2, 0, 1, 2]]
+    with pytest.raises(ValueError, match=r"part 'train' would be empty"):
+        stratified_split(y[:2], {"train": 0.01, "val": 0.99})
+
+
+def test_split_targets_must_be_0_or_1():
+    y = np.eye(3)[[0, 1, 2, 0, 1, 2]] * 0.9
+    with pytest.raises(ValueError, match="must be 0 or 1"):
+        stratified_split(y, {"train": 0.5, "val": 0.5})

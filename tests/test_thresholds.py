@@ -160,3 +160,50 @@ def test_threshold_report_per_label_thresholds_and_nothing_predicted():
     assert report.loc["a", "predicted"] == 0
     assert report.loc["a", "precision"] == 0.0  # zero_division=0
     assert report.loc["a", "threshold"] == pytest.approx(0.95)
+
+
+# --- one threshold rule, refusals -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "thresholds, match",
+    [
+        (1.2, r"in \[0, 1\]"),
+        (-0.1, r"in \[0, 1\]"),
+        (float("nan"), r"in \[0, 1\]"),
+        ([[0.5, 0.5, 0.5]], "one number or one per label"),
+    ],
+)
+def test_bad_thresholds_are_refused(thresholds, match):
+    with pytest.raises(ValueError, match=match):
+        apply_thresholds(PROBS, thresholds)
+
+
+def test_probabilities_outside_0_1_are_refused_by_apply_thresholds():
+    with pytest.raises(ValueError, match=r"1 of 12 probs are outside \[0, 1\]"):
+        apply_thresholds(PROBS + torch.tensor([[0.0, 0.0, 0.6]] + [[0.0] * 3] * 3), 0.5)
+
+
+def test_a_tiny_threshold_is_not_rounded_to_zero():
+    probs = torch.zeros(2, 2, dtype=torch.float64)
+    assert apply_thresholds(probs, 1e-200).sum() == 0  # 0 >= 1e-200 is False
+
+
+def test_tune_global_threshold_ties_do_not_depend_on_candidate_order():
+    probs = torch.full((4, 3), 0.5)
+    assert tune_global_threshold(probs, TARGETS, candidates=[0.4, 0.2, 0.3])[0] == 0.2
+    assert tune_global_threshold(probs, TARGETS, candidates=[0.3, 0.4, 0.2])[0] == 0.2
+    with pytest.raises(ValueError, match="candidates is empty"):
+        tune_global_threshold(probs, TARGETS, candidates=[])
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        tune_global_threshold(probs, TARGETS, candidates=[0.5, 2.0])
+
+
+def test_tune_thresholds_keeps_float64():
+    probs = torch.tensor(
+        [[0.1 + 1e-12, 0.3], [0.1, 0.6], [0.7, 0.2], [0.2, 0.9]], dtype=torch.float64
+    )
+    targets = torch.tensor([[1, 0], [0, 1], [1, 0], [0, 1]])
+    t = tune_thresholds(probs, targets)
+    assert t.dtype == torch.float64
+    assert t[0].item() == 0.1 + 1e-12  # float32 would round it to 0.1 and predict the negative too

@@ -244,3 +244,50 @@ def test_make_loader_caps_workers_and_seeds(voc_root):
     )
     assert loader.num_workers == 0 and not loader.pin_memory and loader.generator is not None
     assert voc.GPU_PRESET.size == 448 and voc.GPU_PRESET.arch == "resnet50"
+
+
+# --- refusals and constants -------------------------------------------------------------------
+
+
+def test_download_facts_are_constants_equal_to_torchvisions():
+    """The constants are ours; torchvision's private table is only read here, to compare."""
+    from torchvision.datasets.voc import DATASET_YEAR_DICT
+
+    archives = voc.voc_archives()
+    for split, key in [("trainval", "2007"), ("test", "2007-test")]:
+        theirs = DATASET_YEAR_DICT[key]
+        assert {k: theirs[k] for k in ("url", "filename", "md5")} == archives[split]
+    assert voc.VOC2007_TEST_MD5 == "b6e924de25625d8de591ea690078ad9f"
+
+
+def test_a_class_whose_every_entry_is_ignored_is_refused_naming_it():
+    probs, present, ignore = random_case()
+    present[:, 2], ignore[:, 2] = 0, True
+    with pytest.raises(ValueError, match="every entry of 'bird' is ignored"):
+        voc_average_precision(probs, present, ignore, classes=VOC_CLASSES[:5])
+    with pytest.raises(ValueError, match="every entry of 'label 2' is ignored"):
+        voc_average_precision(probs, present, ignore)
+
+
+def test_voc_reports_refuse_bad_scores_and_shapes():
+    probs, present, ignore = random_case()
+    names = list(VOC_CLASSES[:5])
+    bad = probs.clone()
+    bad[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="1 of 300 probs are NaN or infinite"):
+        voc_label_report(bad, present, ignore, names)
+    with pytest.raises(ValueError, match=r"outside \[0, 1\]"):
+        voc_label_report(probs * 3 - 1, present, ignore, names)
+    with pytest.raises(ValueError, match=r"present have shape \(60, 4\) but the scores \(60, 5\)"):
+        voc_label_report(probs, present[:, :4], ignore, names)
+    with pytest.raises(ValueError, match="present must be 0 or 1"):
+        voc_label_report(probs, present * 0.9, ignore, names)
+    with pytest.raises(ValueError, match="both present and ignored"):
+        voc_label_report(probs, present, torch.ones_like(ignore), names)
+
+
+def test_decompression_bomb_in_the_data_set_is_refused_naming_the_file(voc_root, monkeypatch):
+    ds = VOCMultiLabel(voc_root, "trainval")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)  # 24 x 32 = 768 > 2 x 300
+    with pytest.raises(ValueError, match=r"000001\.jpg: Image size .* decompression bomb"):
+        ds[0]

@@ -191,3 +191,13 @@ def test_prediction_explorer_updates_on_pick_upload_and_slider(tmp_path):
         },
     )
     assert "cannot decode notes.txt" in text.value  # a bad upload is shown, not raised
+
+
+def test_explorer_view_refuses_what_every_report_refuses():
+    probs = torch.tensor([[0.9, 0.2], [0.4, 0.7]])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        explorer_view(torch.tensor([[0.9, float("nan")], [0.4, 0.7]]), torch.eye(2), ["a", "b"])
+    with pytest.raises(ValueError, match="targets must be 0 or 1"):
+        explorer_view(probs, torch.eye(2) * 0.9, ["a", "b"])
+    with pytest.raises(ValueError, match="one number or one per label"):
+        explorer_view(probs, torch.eye(2), ["a", "b"], [0.5, 0.5, 0.5])
