@@ -28,9 +28,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
+from helpers.checkpoint import load_checkpoint, save_checkpoint
 from helpers.folder import load_image
 from helpers.models import SmallCNN, resnet_multilabel
-from helpers.train import load_checkpoint, save_checkpoint
 
 FORMAT = "multilabel-book-classifier/1"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")

@@ -2,10 +2,11 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from helpers.gradcam import class_activation_map, grad_cam
+from helpers.gradcam import grad_cam
 
 
 class ConvGapLinear(nn.Module):
@@ -18,6 +19,12 @@ class ConvGapLinear(nn.Module):
 
     def forward(self, x):
         return self.fc(self.features(x).mean(dim=(2, 3)))
+
+
+def class_activation_map(features: torch.Tensor, fc: nn.Linear, label: int) -> torch.Tensor:
+    """The reference, CAM (Zhou et al. 2016), for one image's features (K, h, w):
+    ``ReLU(sum_k w[label, k] * A_k)``, unscaled."""
+    return F.relu(torch.einsum("k,khw->hw", fc.weight[label].detach(), features))
 
 
 def normalised(m):
