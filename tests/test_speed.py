@@ -58,7 +58,8 @@ def test_fit_accepts_the_meter_and_keeps_the_same_weights():
     assert torch.equal(plain.weight, metered.weight)
     assert meter.images == 64 and meter.batches == 8
     report = speed_report(meter, history["seconds"].sum())
-    assert 0 <= report.data_wait_fraction <= 1
+    assert report.images == 64 and report.seconds == history["seconds"].sum()
+    assert report.data_wait_fraction == min(meter.wait_seconds / report.seconds, 1.0)
 
 
 @pytest.mark.slow  # runs the script in a subprocess

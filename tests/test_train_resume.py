@@ -134,7 +134,7 @@ def with_nan(obj, path, index):
 )
 @given(data=st.data())
 def test_a_field_replaced_by_nan_is_refused_never_loaded(resume, written, tmp_path, data):
-    """Even with a valid digest (as if written so), a NaN anywhere is refused by name."""
+    """Even in an intact file (as if it had been written so), a NaN anywhere is refused by name."""
     state = load_checkpoint(written)
     path, index = data.draw(st.sampled_from(float_fields(state)))
     save_checkpoint(tmp_path / "nan.pt", with_nan(state, path, index))
