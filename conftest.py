@@ -5,16 +5,28 @@ fast. Stored outputs come from full runs; a cell whose numbers depend on the tra
 budget carries the tag ``quick-mode-differs``: in quick mode it is executed (it must not
 fail) but its output is not compared. Every other cell is compared strictly.
 ``BOOK_QUICK=0 pytest book`` compares every cell against the full run.
+
+Every notebook cell under book/ carries the ``slow`` marker (a chapter takes minutes to run),
+so ``pytest -m "not slow"`` is the quick loop over the unit tests.
 """
 
 import os
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("BOOK_QUICK", "1")  # kernels started by nbval inherit this
 
 QUICK_TAG = "quick-mode-differs"
 
 
+BOOK = Path(__file__).resolve().parent / "book"
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.suffix == ".ipynb" and BOOK in item.path.parents:
+            item.add_marker(pytest.mark.slow)
     if os.environ["BOOK_QUICK"] != "1":
         return
     for item in items:

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from helpers.env import pick_device
 
 
-def backend_for(device: torch.device) -> str:
+def _backend_for(device: torch.device) -> str:
     """NCCL between GPUs (it talks over NVLink/PCIe directly), gloo between CPU processes."""
     return "nccl" if device.type == "cuda" else "gloo"
 
@@ -40,11 +40,11 @@ def init_from_env() -> torch.device:
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.cuda.set_device(device)  # NCCL and "cuda" without an index use this GPU
     if not dist.is_initialized():
-        dist.init_process_group(backend_for(device))  # reads RANK, WORLD_SIZE, MASTER_* itself
+        dist.init_process_group(_backend_for(device))  # reads RANK, WORLD_SIZE, MASTER_* itself
     return device
 
 
-def rank() -> int:
+def _rank() -> int:
     """This process's number, 0..world_size-1 (0 in a single process)."""
     return dist.get_rank() if dist.is_initialized() else 0
 
@@ -56,7 +56,7 @@ def world_size() -> int:
 
 def is_main() -> bool:
     """Rank 0 does the printing and the file writing: N processes writing one file corrupt it."""
-    return rank() == 0
+    return _rank() == 0
 
 
 def barrier() -> None:
@@ -84,6 +84,11 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     return DistributedDataParallel(model, device_ids=device_ids)
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DDP wrapper (the one to average, checkpoint and return), else `model`."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
 def make_loaders(
     train_set: Dataset,
     val_set: Dataset,
@@ -102,7 +107,7 @@ def make_loaders(
     a rank with one batch fewer would wait forever for the others' gradients. The
     validation sampler does not shuffle; `gather` removes its padding again.
     """
-    replicas, me = world_size(), rank()
+    replicas, me = world_size(), _rank()
     train_sampler = DistributedSampler(train_set, replicas, me, shuffle=True, seed=seed)
     val_sampler = DistributedSampler(val_set, replicas, me, shuffle=False)
     train = DataLoader(train_set, batch_size, sampler=train_sampler, pin_memory=pin_memory)

@@ -57,8 +57,3 @@ def grad_cam(
         cams = F.interpolate(cams[:, None], size=image.shape[-2:], mode="bilinear")[:, 0]
     peak = cams.flatten(1).amax(1).clamp_min(1e-12)
     return (cams / peak[:, None, None]).detach()
-
-
-def class_activation_map(features: torch.Tensor, fc: nn.Linear, label: int) -> torch.Tensor:
-    """CAM for one image's features (K, h, w): ``ReLU(sum_k w[label, k] * A_k)``, unscaled."""
-    return F.relu(torch.einsum("k,khw->hw", fc.weight[label].detach(), features))

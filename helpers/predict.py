@@ -10,8 +10,8 @@ and the image must be prepared exactly as in training. So the file written here 
 - the preprocessing, as plain numbers and strings (:class:`Preprocessing`);
 - the thresholds tuned on validation data (chapter 5), one per label.
 
-It is written with :func:`helpers.train.save_checkpoint` (atomic) and read with
-:func:`helpers.train.load_checkpoint` (``weights_only=True``: loading runs no code).
+It is written with :func:`helpers.checkpoint.save_checkpoint` (atomic) and read with
+:func:`helpers.checkpoint.load_checkpoint` (``weights_only=True``: loading runs no code).
 Loading checks everything prediction relies on and refuses a bad file naming the field:
 a SHA-256 checksum of the contents (a flipped byte), finite weights, thresholds in [0, 1]
 and one per label, a vocabulary as long as the model's output, positive normalisation std,
@@ -37,10 +37,10 @@ import torch
 from PIL import Image
 from torch import nn
 
+from helpers.checkpoint import load_checkpoint, save_checkpoint
 from helpers.folder import image_to_tensor, load_image
 from helpers.labels import apply_thresholds, check_scores, per_label_thresholds
 from helpers.models import SmallCNN, resnet_multilabel
-from helpers.train import load_checkpoint, save_checkpoint
 
 FORMAT = "multilabel-book-classifier/2"  # /2: with a checksum
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")

@@ -87,16 +87,6 @@ def speed_report(meter: DataWaitMeter, train_seconds: float) -> SpeedReport:
     return SpeedReport(meter.images, train_seconds, meter.wait_seconds)
 
 
-def loader_throughput(loader, max_batches: int | None = None) -> float:
-    """Images per second a loader delivers with no model at all: the pipeline's ceiling."""
-    start, images = time.perf_counter(), 0
-    for i, (x, _) in enumerate(loader):
-        images += len(x)
-        if max_batches is not None and i + 1 >= max_batches:
-            break
-    return images / (time.perf_counter() - start)
-
-
 def _timed(run: Callable[[], object], device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()

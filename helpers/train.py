@@ -1,15 +1,16 @@
-"""The training loop later chapters reuse, written to be read top to bottom.
+"""The training loop later chapters reuse, in pieces a chapter can print whole.
 
-It is the loop of chapter 4 (forward, loss, zero_grad, backward, step) plus what a real
-run needs: a OneCycle learning-rate schedule, mixed precision where the device supports
-it, optional channels_last, validation every epoch, a history table, atomic checkpoints
-that resume exactly, and a clear stop when the loss becomes NaN.
+`train_one_epoch` is the loop of chapter 4 (forward, loss, zero_grad, backward, step) plus
+what a real run needs: mixed precision where the device supports it, optional
+channels_last, a OneCycle learning-rate step per batch, an optional EMA of the weights and a
+clear stop when the loss becomes NaN. `evaluate_loss_and_map` validates. `fit` drives the
+two, epoch after epoch, and keeps a history table and checkpoints (helpers.checkpoint) that
+resume exactly, or refuse to resume a different run.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,7 +21,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from helpers import distributed
+from helpers.checkpoint import load_checkpoint, non_finite_fields, save_checkpoint
 from helpers.metrics import mean_average_precision
+
+_HISTORY_COLUMNS = ["train_loss", "val_loss", "val_mAP", "lr", "seconds", "img_per_s"]
 
 
 @dataclass
@@ -61,6 +65,13 @@ def amp_settings(device: torch.device, enabled: bool = True) -> tuple[torch.dtyp
     return None, False  # MPS and others: full precision
 
 
+def amp_autocast(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast`` to `dtype` on `device`, or a context that changes nothing (None)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
 def make_optimizer(
     model: nn.Module, config: TrainConfig, steps_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.OneCycleLR]:
@@ -93,27 +104,6 @@ def make_optimizer(
     return optimizer, scheduler
 
 
-def save_checkpoint(path: str | Path, state: dict) -> None:
-    """Write to a temporary file, force it to disk, then rename over the old checkpoint.
-
-    A crash of the program or a power cut mid-write never leaves a torn file: the rename
-    happens only after ``os.fsync`` has put every byte of the new file on disk.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict:
-    """Load with ``weights_only=True``: a checkpoint is data, it must not be able to run code."""
-    return torch.load(path, map_location=device, weights_only=True)
-
-
 def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
     x = x.to(device, non_blocking=True)  # overlaps the copy with compute when memory is pinned
     return x.to(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
@@ -137,7 +127,7 @@ def evaluate_loss_and_map(
     total, n, probs, targets, shard_logits = 0.0, 0, [], [], []
     for x, y in loader:
         x, y = _to_device(x, device, channels_last), y.to(device, non_blocking=True)
-        with _autocast(device, amp_dtype):
+        with amp_autocast(device, amp_dtype):
             logits = model(x)
         total += loss_fn(logits.float(), y).item() * len(y)
         n += len(y)
@@ -154,32 +144,7 @@ def evaluate_loss_and_map(
     return total / n, mean_average_precision(torch.cat(probs), torch.cat(targets))
 
 
-def _last_good(config: TrainConfig) -> str:
-    """Where the last finished epoch is, for the message of a run that stops."""
-    if not config.checkpoint:
-        return "set TrainConfig.checkpoint to keep the last finished epoch."
-    if Path(config.checkpoint).exists():
-        return f"the last finished epoch is in {config.checkpoint}."
-    return f"no epoch had finished, so nothing was written to {config.checkpoint}."
-
-
-def _check_same_settings(stored: dict, config: TrainConfig) -> None:
-    """Resuming with other settings would silently mix two runs: refuse, and say what differs."""
-    ignore = ("progress", "checkpoint")  # neither changes the weights
-    stored = {**asdict(TrainConfig()), **stored}  # settings added since it was written: defaults
-    before = {k: v for k, v in stored.items() if k not in ignore}
-    now = {k: v for k, v in asdict(config).items() if k not in ignore}
-    differ = [k for k in sorted(before.keys() | now.keys()) if before.get(k) != now.get(k)]
-    if differ:
-        was = ", ".join(f"{k}={before.get(k)}" for k in differ)
-        asks = ", ".join(f"{k}={now.get(k)}" for k in differ)
-        raise ValueError(
-            f"checkpoint {config.checkpoint} was written with {was}; this run asks for {asks}: "
-            "delete the file or use the same settings"
-        )
-
-
-def make_ema(model: nn.Module, decay: float | None):
+def _make_ema(model: nn.Module, decay: float | None):
     """An exponential moving average (EMA) of `model`'s weights, or None if `decay` is None.
 
     After each step the EMA moves a fraction ``1 - decay`` towards the current weights, so
@@ -196,10 +161,177 @@ def make_ema(model: nn.Module, decay: float | None):
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+def _last_good(config: TrainConfig) -> str:
+    """Where the last finished epoch is, for the message of a run that stops."""
+    if not config.checkpoint:
+        return "set TrainConfig.checkpoint to keep the last finished epoch."
+    if Path(config.checkpoint).exists():
+        return f"the last finished epoch is in {config.checkpoint}."
+    return f"no epoch had finished, so nothing was written to {config.checkpoint}."
+
+
+def _seed_epoch(loader, seed: int, epoch: int) -> None:
+    """Make epoch `epoch`'s shuffling and augmentation depend on the epoch only: exact resumes."""
+    torch.manual_seed(seed + epoch)  # this epoch's shuffle, dropout, augmentation
+    if getattr(loader, "generator", None) is not None:
+        loader.generator.manual_seed(seed + epoch)  # a loader's own generator
+    if hasattr(getattr(loader, "sampler", None), "set_epoch"):
+        loader.sampler.set_epoch(epoch)  # DistributedSampler: a new order each epoch
+
+
+def train_one_epoch(
+    model,
+    loader,
+    loss_fn,
+    optimizer,
+    scheduler,
+    scaler,
+    epoch: int,
+    config: TrainConfig,
+    device: torch.device,
+    ema=None,
+) -> dict:
+    """One pass over `loader`, one optimizer step per batch; the epoch's loss, lr and speed.
+
+    `model` may be wrapped in DDP; the loss and image count are then summed over all ranks.
+    """
+    amp_dtype, _ = amp_settings(device, config.amp)
+    _seed_epoch(loader, config.seed, epoch)
+    model.train()
+    start, seen, total_loss = time.perf_counter(), 0, 0.0
+    batches = tqdm(
+        iter(loader),  # start the loader here, right after seeding, whatever wraps it
+        total=len(loader),
+        desc=f"epoch {epoch + 1}/{config.epochs}",
+        disable=not (config.progress and distributed.is_main()),
+        leave=False,
+    )
+    for step, (x, y) in enumerate(batches):
+        x, y = _to_device(x, device, config.channels_last), y.to(device, non_blocking=True)
+        with amp_autocast(device, amp_dtype):
+            logits = model(x)
+        loss = loss_fn(logits.float(), y)  # the loss in fp32: sigmoid/log are precision-hungry
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}: stopping. "
+                "Lower the learning rate or check the inputs; " + _last_good(config)
+            )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if config.grad_clip is not None:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        if ema is not None:
+            ema.update_parameters(distributed.unwrap(model))
+        total_loss += loss.item() * len(y)
+        seen += len(y)
+    seconds = time.perf_counter() - start
+    total_loss, seen = distributed.all_sum(total_loss, seen)  # all ranks' batches
+    distributed.sync_buffers(distributed.unwrap(model))  # batch-norm statistics: rank 0's
+    if ema is not None:
+        distributed.sync_buffers(ema.module)  # its averaged statistics too
+    lr = scheduler.get_last_lr()[0]
+    return {
+        "train_loss": total_loss / seen,
+        "lr": lr,
+        "seconds": seconds,
+        "img_per_s": seen / seconds,
+    }
+
+
+def _run_record(model: nn.Module, train_loader, loss_fn) -> dict:
+    """What a resumed run must share with the checkpoint besides its TrainConfig.
+
+    Steps per epoch (and, when the loader says, its batch size and data-set size) fix the
+    OneCycle schedule; the loss's class, settings and buffers (such as ``pos_weight``) and
+    the model's class and parameter shapes fix what is optimised.
+    """
+    record = {"steps_per_epoch": len(train_loader)}
+    if getattr(train_loader, "batch_size", None) is not None:
+        record["batch_size"] = train_loader.batch_size
+    if hasattr(getattr(train_loader, "dataset", None), "__len__"):
+        record["train_size"] = len(train_loader.dataset)
+    record["loss"] = _qualified_name(loss_fn)
+    if isinstance(loss_fn, nn.Module):
+        for name, value in vars(loss_fn).items():
+            if not name.startswith("_") and name != "training" and _is_plain(value):
+                record[f"loss.{name}"] = value
+        for name, tensor in loss_fn.state_dict().items():
+            record[f"loss.{name}"] = tensor.tolist()
+    record["model"] = _qualified_name(model)
+    for name, tensor in model.state_dict().items():
+        record[f"model.{name}"] = list(tensor.shape)
+    return record
+
+
+def _qualified_name(obj) -> str:
+    """``helpers.models.SmallCNN`` for a module (its class), the function's own name otherwise."""
+    kind = type(obj) if isinstance(obj, nn.Module) else obj
+    return f"{kind.__module__}.{getattr(kind, '__qualname__', repr(kind))}"
+
+
+def _is_plain(value) -> bool:
+    return value is None or isinstance(value, bool | int | float | str)
+
+
+_OPTIONAL = ("batch_size", "train_size")  # unknown for some loaders: compared when both known
+
+
+def _check_resumable(state: dict, config: TrainConfig, run: dict) -> None:
+    """Refuse a checkpoint this run cannot continue, naming the file and what differs.
+
+    Resuming with other settings, data, loss or model would silently mix two runs.
+    """
+    path = config.checkpoint
+    needed = {"model", "optimizer", "scheduler", "scaler", "epoch", "history", "config", "run"}
+    needed |= {"ema"} if config.ema_decay is not None else set()
+    if missing := sorted(needed - state.keys()):
+        raise ValueError(f"checkpoint {path} lacks {missing}: it was not written by this fit")
+    epoch = state["epoch"]
+    if not (isinstance(epoch, int) and isinstance(state["history"], list)) or not (
+        0 <= epoch < config.epochs and len(state["history"]) == epoch + 1
+    ):
+        raise ValueError(
+            f"checkpoint {path} records epoch {epoch!r} with a history that "
+            f"does not match it: delete the file"
+        )
+    if bad := non_finite_fields(state):
+        raise ValueError(f"checkpoint {path} holds NaN or infinite values in {', '.join(bad[:5])}")
+    ignore = ("progress", "checkpoint")  # neither changes the weights
+    stored = {**asdict(TrainConfig()), **state["config"]}  # settings added since: defaults
+    before = {k: v for k, v in stored.items() if k not in ignore}
+    now = {k: v for k, v in asdict(config).items() if k not in ignore}
+    differ = [k for k in sorted(before.keys() | now.keys()) if before.get(k) != now.get(k)]
+    before, now = state["run"], run
+    differ += [
+        k
+        for k in dict.fromkeys([*before, *now])
+        if before.get(k) != now.get(k)
+        and not (k in _OPTIONAL and None in (before.get(k), now.get(k)))
+    ]
+    if differ:
+        before, now = {**stored, **state["run"]}, {**asdict(config), **run}
+        shown = differ[:6]
+        more = f" (and {len(differ) - 6} more)" if len(differ) > 6 else ""
+        was = ", ".join(f"{k}={before.get(k)}" for k in shown) + more
+        asks = ", ".join(f"{k}={now.get(k)}" for k in shown) + more
+        raise ValueError(
+            f"checkpoint {path} was written with {was}; this run asks for {asks}: "
+            "delete the file or use the same settings"
+        )
+
+
+def _resume(parts: dict, config: TrainConfig, run: dict, device: torch.device) -> tuple[int, list]:
+    """Load `config.checkpoint` into `parts` (model, optimizer, ...); the next epoch, history."""
+    state = load_checkpoint(config.checkpoint, device)
+    _check_resumable(state, config, run)
+    for name, part in parts.items():
+        if part is not None and not (name == "scaler" and not state["scaler"]):
+            part.load_state_dict(state[name])  # no scaler state when written without (CPU, bf16)
+    return state["epoch"] + 1, state["history"]
 
 
 def fit(
@@ -214,15 +346,12 @@ def fit(
 
     If ``config.checkpoint`` names an existing file, training resumes after the epoch it
     recorded and ends with the same weights as an uninterrupted run: each epoch's
-    shuffling and augmentation are seeded from ``config.seed + epoch`` (the global generator,
-    and the loader's own ``generator`` if it has one), not from whatever the random
-    generators did before. A checkpoint written with other settings (epochs, lr, ...) is
-    refused with a ValueError rather than resumed into a mixture of two runs.
+    shuffling and augmentation are seeded from ``config.seed + epoch``. A checkpoint written
+    with other settings, data, loss or model is refused with a ValueError naming what differs.
 
     Started by ``torchrun`` (see helpers.distributed), the same function trains with
-    DistributedDataParallel: a DistributedSampler's ``set_epoch`` is called every epoch,
-    the history holds every rank's training loss and the whole validation set's metrics,
-    and only rank 0 writes the checkpoint (the others wait); a resume loads on every rank.
+    DistributedDataParallel: only rank 0 writes the checkpoint (the others wait), a resume
+    loads on every rank, and the history holds the metrics of all ranks together.
     """
     device = torch.device(device)
     model.to(device)
@@ -231,98 +360,29 @@ def fit(
     amp_dtype, use_scaler = amp_settings(device, config.amp)
     optimizer, scheduler = make_optimizer(model, config, len(train_loader))
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
-
-    ema = make_ema(model, config.ema_decay)  # None unless config.ema_decay is set
+    ema = _make_ema(model, config.ema_decay)  # None unless config.ema_decay is set
+    parts = dict(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, ema=ema)
+    run = _run_record(model, train_loader, loss_fn)
     start_epoch, history = 0, []
     if config.checkpoint and Path(config.checkpoint).exists():
-        state = load_checkpoint(config.checkpoint, device)
-        _check_same_settings(state["config"], config)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if use_scaler and state["scaler"]:  # empty when written without one (CPU, bf16)
-            scaler.load_state_dict(state["scaler"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        start_epoch, history = state["epoch"] + 1, state["history"]
+        start_epoch, history = _resume(parts, config, run, device)
 
-    module = model  # the caller's model: evaluated, checkpointed, returned trained
-    model = distributed.wrap(model, device)  # under torchrun: DDP, which all-reduces gradients
+    wrapped = distributed.wrap(model, device)  # under torchrun: DDP, which all-reduces gradients
+    validated = model if ema is None else ema.module  # with EMA: validate the averaged weights
     for epoch in range(start_epoch, config.epochs):
-        torch.manual_seed(config.seed + epoch)  # this epoch's shuffle, dropout, augmentation
-        if getattr(train_loader, "generator", None) is not None:
-            train_loader.generator.manual_seed(config.seed + epoch)  # a loader's own generator
-        if hasattr(getattr(train_loader, "sampler", None), "set_epoch"):
-            train_loader.sampler.set_epoch(epoch)  # DistributedSampler: a new order each epoch
-        model.train()
-        start, seen, total_loss = time.perf_counter(), 0, 0.0
-        batches = tqdm(
-            iter(train_loader),  # start the loader here, right after seeding, whatever wraps it
-            total=len(train_loader),
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-            disable=not (config.progress and distributed.is_main()),
-            leave=False,
+        row = {"epoch": epoch + 1}
+        row |= train_one_epoch(
+            wrapped, train_loader, loss_fn, optimizer, scheduler, scaler, epoch, config, device, ema
         )
-        for step, (x, y) in enumerate(batches):
-            x, y = _to_device(x, device, config.channels_last), y.to(device, non_blocking=True)
-            with _autocast(device, amp_dtype):
-                logits = model(x)
-            loss = loss_fn(logits.float(), y)  # the loss in fp32: sigmoid/log are precision-hungry
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}: stopping. "
-                    "Lower the learning rate or check the inputs; " + _last_good(config)
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if config.grad_clip is not None:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            if ema is not None:
-                ema.update_parameters(module)
-            total_loss += loss.item() * len(y)
-            seen += len(y)
-        train_time = time.perf_counter() - start
-        total_loss, seen = distributed.all_sum(total_loss, seen)  # all ranks' batches
-        distributed.sync_buffers(module)  # batch-norm statistics: rank 0's on every rank
-        if ema is not None:
-            distributed.sync_buffers(ema.module)  # its averaged statistics too
-        val_loss, val_map = evaluate_loss_and_map(
-            module if ema is None else ema.module,  # with EMA: validate the averaged weights
-            val_loader,
-            loss_fn,
-            device,
-            amp_dtype,
-            config.channels_last,
+        row["val_loss"], row["val_mAP"] = evaluate_loss_and_map(
+            validated, val_loader, loss_fn, device, amp_dtype, config.channels_last
         )
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": total_loss / seen,
-                "val_loss": val_loss,
-                "val_mAP": val_map,
-                "lr": scheduler.get_last_lr()[0],
-                "seconds": train_time,
-                "img_per_s": seen / train_time,
-            }
-        )
+        history.append(row)
         if config.checkpoint and distributed.is_main():  # one writer; the others wait below
-            state = {
-                "model": module.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "epoch": epoch,
-                "history": history,
-                "config": asdict(config),
-            }
-            if ema is not None:
-                state["ema"] = ema.state_dict()
+            state = {name: part.state_dict() for name, part in parts.items() if part is not None}
+            state |= {"epoch": epoch, "history": history, "config": asdict(config), "run": run}
             save_checkpoint(config.checkpoint, state)
         distributed.barrier()  # nobody reads the checkpoint or races ahead before it is written
     if ema is not None:  # the caller gets the weights that were validated
-        module.load_state_dict(ema.module.state_dict())
-    return pd.DataFrame(history).set_index("epoch")
+        model.load_state_dict(ema.module.state_dict())
+    return pd.DataFrame(history).set_index("epoch")[_HISTORY_COLUMNS]

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from helpers.env import pick_device
 from helpers.models import resnet_multilabel
 from helpers.speed import time_side_by_side
-from helpers.train import _autocast, amp_settings, fit, make_optimizer
+from helpers.train import amp_autocast, amp_settings, fit, make_optimizer
 from helpers.voc import CPU_PRESET, GPU_PRESET, find_voc, make_loader, prepare_splits, train_config
 
 
@@ -45,7 +45,7 @@ def bare_loop(model, loader, config, device) -> None:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if config.channels_last:
                 x = x.to(memory_format=torch.channels_last)
-            with _autocast(device, amp_dtype):
+            with amp_autocast(device, amp_dtype):
                 logits = model(x)
             loss = loss_fn(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)

@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 from torch import nn
 
@@ -73,18 +74,13 @@ def say(*text) -> None:
         print(*text, flush=True)
 
 
-def main() -> int:
-    args = parse_args()
-    device = distributed.init_from_env()  # joins torchrun's process group, if any
-    seed_everything(args.seed)
-    world = distributed.world_size()
-    backend = torch.distributed.get_backend() if world > 1 else "none"
-    say(
-        f"{world} process(es), backend {backend}, device {device.type}, "
-        f"{torch.get_num_threads()} thread(s) each"
-    )
+def train(args: argparse.Namespace, device: torch.device) -> tuple[pd.DataFrame, float] | None:
+    """Loaders that share out the data, the model, `fit`: the history and fit's seconds.
 
+    None when the simulated crash (--crash-in-epoch) stopped the run.
+    """
     # Every rank builds the same data set (same seed); the sampler then splits it.
+    world = distributed.world_size()
     config = MultiDigitConfig(n_train=args.n_train, n_val=args.n_val, n_test=0)
     splits = make_multi_digit(config)
     train_loader, val_loader = distributed.make_loaders(
@@ -128,9 +124,26 @@ def main() -> int:
         if "simulated crash" not in str(err):
             raise
         say(f"{err}: every process stops; {args.checkpoint} keeps the last finished epoch")
+        return None
+    return history, time.perf_counter() - start
+
+
+def main() -> int:
+    args = parse_args()
+    device = distributed.init_from_env()  # joins torchrun's process group, if any
+    seed_everything(args.seed)
+    world = distributed.world_size()
+    backend = torch.distributed.get_backend() if world > 1 else "none"
+    say(
+        f"{world} process(es), backend {backend}, device {device.type}, "
+        f"{torch.get_num_threads()} thread(s) each"
+    )
+
+    result = train(args, device)
+    if result is None:  # the simulated crash: every rank stopped
         distributed.cleanup()
         return 3
-    seconds = time.perf_counter() - start
+    history, seconds = result
 
     say(history.drop(columns=["seconds", "img_per_s"]).round(4).to_string())
     img_per_s = history["img_per_s"].mean()

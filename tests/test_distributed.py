@@ -24,16 +24,6 @@ from helpers.train import TrainConfig, fit
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def quadrant_data(n: int, seed: int) -> TensorDataset:
-    """Label j is on when quadrant j of a 16x16 image holds a bright square."""
-    g = torch.Generator().manual_seed(seed)
-    y = (torch.rand(n, 4, generator=g) < 0.4).float()
-    x = torch.rand(n, 1, 16, 16, generator=g) * 0.3
-    for j, (r, c) in enumerate([(0, 0), (0, 8), (8, 0), (8, 8)]):
-        x[y[:, j] == 1, :, r + 2 : r + 6, c + 2 : c + 6] += 0.7
-    return TensorDataset(x, y)
-
-
 def model(batchnorm: bool) -> nn.Module:
     """SmallCNN, optionally without its batch norms (see the comparison test's docstring)."""
     torch.manual_seed(0)
@@ -82,7 +72,7 @@ class CrashIn:
 
 out = Path(sys.argv[1])
 device = distributed.init_from_env()
-me = distributed.rank()
+me = distributed._rank()
 real_save = train_module.save_checkpoint
 
 
@@ -117,9 +107,12 @@ results["resumed"] = {"state": net.state_dict(), "history": history.to_dict(orie
 torch.save(results, out / f"rank{me}.pt")
 distributed.cleanup()
 '''
-WORKER = "\n\n".join(
-    [WORKER_IMPORTS, inspect.getsource(quadrant_data), inspect.getsource(model), WORKER_BODY]
-)
+
+
+def worker_source(quadrant_data) -> str:
+    """The worker script: the imports, the shared data factory, `model` and the body."""
+    data = inspect.getsource(quadrant_data) + f"\n\nquadrant_data = {quadrant_data.__name__}\n"
+    return "\n\n".join([WORKER_IMPORTS, data, inspect.getsource(model), WORKER_BODY])
 
 
 def torchrun(args: list[str], cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -131,10 +124,10 @@ def torchrun(args: list[str], cwd: Path, timeout: float = 180) -> subprocess.Com
 
 
 @pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory):
+def ddp_run(tmp_path_factory, quadrant_data):
     """One torchrun launch of the worker; returns its output folder and both ranks' results."""
     out = tmp_path_factory.mktemp("ddp")
-    (out / "worker.py").write_text(WORKER)
+    (out / "worker.py").write_text(worker_source(quadrant_data))
     result = torchrun([str(out / "worker.py"), str(out)], cwd=out)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
@@ -147,6 +140,7 @@ def assert_same_state(a: dict, b: dict) -> None:
         assert torch.equal(a[key], b[key]), key
 
 
+@pytest.mark.slow  # two processes under torchrun
 def test_ranks_end_with_identical_weights_and_buffers(ddp_run):
     """DDP averages gradients, so parameters agree; batch-norm running statistics are not
     gradients and differ per rank unless fit copies rank 0's (distributed.sync_buffers)."""
@@ -157,7 +151,8 @@ def test_ranks_end_with_identical_weights_and_buffers(ddp_run):
             assert rank0[name]["history"][column] == rank1[name]["history"][column]
 
 
-def test_two_processes_match_one_process_with_the_global_batch(ddp_run):
+@pytest.mark.slow  # two processes under torchrun
+def test_two_processes_match_one_process_with_the_global_batch(ddp_run, quadrant_data):
     """Two ranks with batch 16 take the same steps as one process with batch 32.
 
     DistributedSampler shuffles the whole set with seed + epoch and deals it out to the
@@ -199,6 +194,7 @@ def test_two_processes_match_one_process_with_the_global_batch(ddp_run):
         torch.testing.assert_close(rank0["plain"]["state"][key], value, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow  # two processes under torchrun
 def test_only_rank0_writes_the_checkpoint_and_resume_is_exact(ddp_run):
     """The crashed run kept epoch 1; a fresh model on both ranks resumed from it and ended
     with exactly the weights of the uninterrupted run (same seeds, same sampler epochs)."""
@@ -211,6 +207,7 @@ def test_only_rank0_writes_the_checkpoint_and_resume_is_exact(ddp_run):
     assert rank0["resumed"]["history"]["val_mAP"] == rank0["plain"]["history"]["val_mAP"]
 
 
+@pytest.mark.slow  # two processes under torchrun
 def test_the_chapter_script_prints_once_and_rank0_writes_the_summary(tmp_path):
     summary = tmp_path / "summary.json"
     script = ROOT / "scripts" / "train_ddp.py"
@@ -227,15 +224,15 @@ def test_the_chapter_script_prints_once_and_rank0_writes_the_summary(tmp_path):
 
 
 def test_single_process_defaults():
-    assert (distributed.rank(), distributed.world_size(), distributed.is_main()) == (0, 1, True)
+    assert (distributed._rank(), distributed.world_size(), distributed.is_main()) == (0, 1, True)
     distributed.barrier()  # returns at once
     assert distributed.all_sum(1.5, 3) == (1.5, 3)
     model = nn.Linear(2, 2)
     assert distributed.wrap(model, torch.device("cpu")) is model
     x = torch.arange(6.0)
     assert torch.equal(distributed.gather(x, 6), x)
-    assert distributed.backend_for(torch.device("cuda")) == "nccl"
-    assert distributed.backend_for(torch.device("cpu")) == "gloo"
+    assert distributed._backend_for(torch.device("cuda")) == "nccl"
+    assert distributed._backend_for(torch.device("cpu")) == "gloo"
 
 
 def test_init_from_env_without_torchrun_starts_nothing(monkeypatch):

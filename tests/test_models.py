@@ -108,10 +108,13 @@ def test_offline_without_the_file_fails_fast_and_says_what_to_do(hub_dir, monkey
     import helpers.models as models
 
     monkeypatch.setattr(models, "WEIGHTS_HOST", "weights.invalid")  # never resolves
-    start = time.perf_counter()
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("the download was tried")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
     with pytest.raises(WeightsUnavailableError) as info:
         resnet_multilabel("resnet50", weights="IMAGENET1K_V2")
-    assert time.perf_counter() - start < 3  # the download would otherwise be tried
     message = str(info.value)
     assert "https://download.pytorch.org/models/resnet50-11ad3fa6.pth" in message
     assert "checkpoints/resnet50-11ad3fa6.pth" in message
@@ -130,8 +133,9 @@ def test_a_hanging_network_is_cut_off_by_the_timeout(monkeypatch):
 
     monkeypatch.setattr(env.socket, "create_connection", SlowSocket)
     start = time.perf_counter()
+    # the message alone proves it: had it waited for the socket, the socket would have answered
     assert env.reachable("example.org", timeout=0.2) == "no answer within the timeout"
-    assert time.perf_counter() - start < 1
+    assert time.perf_counter() - start < 5  # it did not wait for the 5-second hang
 
 
 def test_random_init_never_touches_the_network(hub_dir, monkeypatch):

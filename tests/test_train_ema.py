@@ -3,17 +3,17 @@ validates it, checkpoints it, and ends with it in the model."""
 
 import pytest
 import torch
-from test_train import Interrupt, interrupted, loaders, new_model, quadrant_data
 from torch import nn
 from torch.utils.data import DataLoader
 
-from helpers.train import TrainConfig, evaluate_loss_and_map, fit, load_checkpoint, make_ema
+from helpers.checkpoint import load_checkpoint
+from helpers.train import TrainConfig, evaluate_loss_and_map, fit
 
 
-def test_ema_matches_a_hand_written_average():
+def test_ema_matches_a_hand_written_average(quadrant_loaders, new_model):
     """fit's EMA equals ema = p (first step), then ema = d * ema + (1 - d) * p, per step."""
     decay = 0.8
-    train, val = loaders()
+    train, val = quadrant_loaders()
     with_ema = new_model()
     fit(with_ema, train, val, nn.BCEWithLogitsLoss(), TrainConfig(epochs=2, amp=False,
         progress=False, ema_decay=decay))  # fmt: skip
@@ -49,8 +49,8 @@ def test_ema_matches_a_hand_written_average():
         assert torch.allclose(v, ema[k], atol=1e-6), k
 
 
-def test_validation_uses_the_ema_weights_and_the_model_ends_with_them():
-    train, val = loaders()
+def test_validation_uses_the_ema_weights_and_the_model_ends_with_them(quadrant_loaders, new_model):
+    train, val = quadrant_loaders()
     model = new_model()
     config = TrainConfig(epochs=2, amp=False, progress=False, ema_decay=0.9)
     history = fit(model, train, val, nn.BCEWithLogitsLoss(), config)
@@ -59,22 +59,23 @@ def test_validation_uses_the_ema_weights_and_the_model_ends_with_them():
     assert history["val_mAP"].iloc[-1] == pytest.approx(mAP)
 
 
-def test_no_ema_by_default_and_bad_decay_fails():
+def test_no_ema_by_default_and_bad_decay_fails(quadrant_loaders, new_model):
     assert TrainConfig().ema_decay is None
-    assert make_ema(nn.Linear(2, 2), None) is None
-    with pytest.raises(ValueError, match="ema_decay"):
-        make_ema(nn.Linear(2, 2), 1.5)
+    train, val = quadrant_loaders()
+    for decay in [1.5, 0.0, 1.0]:
+        with pytest.raises(ValueError, match=f"ema_decay must be between 0 and 1, got {decay}"):
+            fit(new_model(), train, val, nn.BCEWithLogitsLoss(), TrainConfig(ema_decay=decay))
 
 
-def test_resume_with_ema_is_exact(tmp_path):
-    train, val = loaders()
+def test_resume_with_ema_is_exact(tmp_path, quadrant_loaders, new_model, crash):
+    train, val = quadrant_loaders()
     config = TrainConfig(epochs=3, amp=False, progress=False, ema_decay=0.9,
                          checkpoint=str(tmp_path / "ema.pt"))  # fmt: skip
     straight = new_model()
     fit(straight, train, val, nn.BCEWithLogitsLoss(), TrainConfig(**{**config.__dict__,
         "checkpoint": None}))  # fmt: skip
-    with pytest.raises(Interrupt):
-        fit(new_model(), interrupted(train, at_batch=3), val, nn.BCEWithLogitsLoss(), config)
+    with pytest.raises(crash.error):
+        fit(new_model(), crash.loader(train, at_batch=3), val, nn.BCEWithLogitsLoss(), config)
     assert load_checkpoint(config.checkpoint)["ema"]  # the average is in the checkpoint
     resumed = new_model()
     fit(resumed, train, val, nn.BCEWithLogitsLoss(), config)
@@ -82,7 +83,7 @@ def test_resume_with_ema_is_exact(tmp_path):
         assert torch.equal(a, b)
 
 
-def test_quadrant_data_still_learns_with_ema():
+def test_quadrant_data_still_learns_with_ema(new_model, quadrant_data):
     train = DataLoader(quadrant_data(256, 0), batch_size=32, shuffle=True)
     val = DataLoader(quadrant_data(128, 1), batch_size=64)
     config = TrainConfig(epochs=3, amp=False, progress=False, ema_decay=0.9)
