@@ -102,7 +102,7 @@ def main() -> None:
     for name, t in medians.items():
         print(f"{name:>18}: {images / t:.0f} img/s (median of {args.repeats})")
     ratio = medians["helpers.train.fit"] / medians["bare loop"]
-    print(f"time ratio fit / bare loop: {ratio:.3f} (goal <= 1.05)")
+    print(f"time ratio fit / bare loop: {ratio:.3f}x (goal <= 1.05x)")
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ def main() -> None:
     for name, t in medians.items():
         print(f"{name:>18}: {images / t:.1f} img/s (median of {args.repeats})")
     ratio = medians["helpers.train.fit"] / medians["bare loop"]
-    print(f"time ratio fit / bare loop: {ratio:.3f} (1.00: fit costs nothing extra)")
+    print(f"time ratio fit / bare loop: {ratio:.3f}x (1.00x: fit costs nothing extra)")
 
 
 if __name__ == "__main__":
