@@ -1,26 +1,31 @@
 """Helpers shared by the chapters of the book: the map of this package.
 
-===========  =============================================================  ========  ================================================
-module       its one concern                                                chapters  may import (helpers modules)
-===========  =============================================================  ========  ================================================
-env          where the book runs: device, seeds, provenance, glue, network  1-10      -
-checkpoint   checkpoint files: atomic save, weights-only load, refusals     -         -
-labels       label vocabularies and multi-hot targets                       1-6, 8    -
-metrics      scores and reports: mAP, AP, F1, thresholds                    2, 4-10   labels
-losses       multi-label losses beyond plain BCE                            6         -
-gradcam      Grad-CAM: where a model looks                                  8         -
-speed        measuring the input pipeline and the training speed            8         -
-splits       stratified splits of multi-label data                          3         labels
-data         the data set of chapters 1-7: multi-digit canvases             1-10      env, labels
-folder       a data set of your own images and a label table                3         env, labels
-models       the networks: SmallCNN, ResNets with a multi-label head        2, 4-10   env
-distributed  several processes under torchrun (DDP); no-ops in one          9         env
-train        the training loop: train_one_epoch, evaluate, fit              4-10      checkpoint, distributed, env, metrics
-predict      the one-file classifier: save, load, predict on images         10        checkpoint, env, folder, labels, metrics, models
-voc          the PASCAL VOC 2007 data set: download, parse, load, train     8         env, folder, labels, metrics, splits, train
-plots        figures (draw only)                                            1-6       labels, metrics
-widgets      interactive widgets (draw only)                                5, 10     metrics, plots, predict
-===========  =============================================================  ========  ================================================
+=================  =============================================================  =================  ================================================
+module             its one concern                                                chapters           may import (helpers modules)
+=================  =============================================================  =================  ================================================
+env                where the book runs: device, seeds, provenance, glue, network  1-13               -
+checkpoint         checkpoint files: atomic save, weights-only load, refusals     -                  -
+labels             label vocabularies, multi-hot targets, checks, thresholding    1, 3-6, 8, 10, 13  -
+experiments        comparing methods over seeds: mean and t-interval              11, 13             -
+calibration        calibration (ECE, temperature, isotonic), precision promises   12                 -
+metrics            scores and reports: mAP, AP, F1, thresholds                    2, 4-11, 13        labels
+losses             multi-label losses beyond plain BCE, partial-label losses      6, 11              labels
+gradcam            Grad-CAM: where a model looks                                  8                  -
+speed              measuring the input pipeline and the training speed            8                  -
+splits             stratified splits of multi-label data                          3, 10              labels
+data               the data set of chapters 1-13: multi-digit canvases            1-13               env, labels
+noisy_labels       the corrupted labels of chapter 11: hidden, unknown, flipped   11                 -
+correlated_digits  the paired-digit data set of chapter 13                        13                 data
+folder             a data set of your own images and a label table                3, 10              env, labels
+models             the networks: SmallCNN, ResNets with a multi-label head        2, 4-12            env
+heads              multi-label heads on a spatial backbone: GMP, CSRA, queries    13                 models
+distributed        several processes under torchrun (DDP); no-ops in one          9                  env
+train              the training loop: train_one_epoch, evaluate, fit              2, 4-13            checkpoint, distributed, env, metrics
+predict            the one-file classifier: save, load, predict on images         10                 checkpoint, env, folder, labels, metrics, models
+voc                the PASCAL VOC 2007 data set: download, parse, load, train     8                  env, folder, labels, metrics, splits, train
+plots              figures (draw only)                                            1-6, 13            labels, metrics
+widgets            interactive widgets (draw only)                                5, 10, 12          calibration, labels, metrics, plots, predict
+=================  =============================================================  =================  ================================================
 
 "chapters" lists the chapters whose code imports the module; "may import" lists the only
 helpers modules it may import, so imports go one way, down this table, and never in a

@@ -52,7 +52,7 @@ def _check_targets(targets, shape: tuple[int, ...], name: str = "targets") -> np
     return y
 
 
-def check_probs_targets(probs, targets) -> tuple[np.ndarray, np.ndarray]:
+def _check_probs_targets(probs, targets) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities and 0/1 targets as float64 arrays of one shape, or a clear error.
 
     1-D input is one label; 2-D input is images x labels. The error names the row and label
@@ -96,7 +96,7 @@ def reliability_curve(probs, targets, n_bins: int = 15) -> pd.DataFrame:
     count 0 and NaN means, so the table always has `n_bins` rows.
     """
     _check_bins(n_bins)
-    p, y = check_probs_targets(probs, targets)
+    p, y = _check_probs_targets(probs, targets)
     p, y = p.ravel(), y.ravel()
     b = _bin_index(p, n_bins)
     count = np.bincount(b, minlength=n_bins)
@@ -141,7 +141,7 @@ def expected_calibration_error(probs, targets, n_bins: int = 15, average: str | 
     _check_bins(n_bins)
     if average not in _AVERAGES:
         raise ValueError(f"average must be one of {_AVERAGES}; got {average!r}")
-    p, y = check_probs_targets(probs, targets)
+    p, y = _check_probs_targets(probs, targets)
     if p.ndim == 1 or average == "pooled":
         return _ece_1d(p.ravel(), y.ravel(), n_bins)
     per_label = np.array([_ece_1d(p[:, j], y[:, j], n_bins) for j in range(p.shape[1])])
@@ -229,7 +229,7 @@ def fit_isotonic(probs, targets) -> list:
     """
     from sklearn.isotonic import IsotonicRegression
 
-    p, y = check_probs_targets(probs, targets)
+    p, y = _check_probs_targets(probs, targets)
     if p.ndim != 2:
         raise ValueError(f"probs must be 2-D (images x labels); got shape {p.shape}")
     return [
@@ -241,7 +241,7 @@ def fit_isotonic(probs, targets) -> list:
 def apply_isotonic(calibrators: list, probs) -> torch.Tensor:
     """Calibrated probabilities (float64): each label's column through its own regression."""
     p = _numpy(probs, "probs")
-    p, _ = check_probs_targets(p, np.zeros_like(p))
+    p, _ = _check_probs_targets(p, np.zeros_like(p))
     if p.ndim != 2 or p.shape[1] != len(calibrators):
         raise ValueError(
             f"probs must be 2-D with one column per calibrator ({len(calibrators)}); "
@@ -276,7 +276,7 @@ def precision_curve(scores, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     """Every distinct threshold of one label (descending) with its true positives and number
     predicted, predicting a label when its score is ``>=`` the threshold. Ties enter together.
     """
-    p, y = check_probs_targets(scores, labels)
+    p, y = _check_probs_targets(scores, labels)
     if p.ndim != 1:
         raise ValueError(f"scores must be 1-D (one label); got shape {p.shape}")
     order = np.argsort(-p, kind="stable")
@@ -303,7 +303,7 @@ def thresholds_for_precision(
     """
     if not 0 < target < 1:
         raise ValueError(f"target precision must be in (0, 1); got {target}")
-    p, y = check_probs_targets(probs, targets)
+    p, y = _check_probs_targets(probs, targets)
     if p.ndim != 2:
         raise ValueError(f"probs must be 2-D (images x labels); got shape {p.shape}")
     out = np.full(p.shape[1], np.inf)
@@ -325,7 +325,7 @@ def precision_recall_at(probs, targets, thresholds) -> pd.DataFrame:
     a label that is never predicted makes no claim, and it must not count as precision 0
     (nor as 1). Recall of a label with no positives is NaN too.
     """
-    p, y = check_probs_targets(probs, targets)
+    p, y = _check_probs_targets(probs, targets)
     if p.ndim != 2:
         raise ValueError(f"probs must be 2-D (images x labels); got shape {p.shape}")
     t = _numpy(thresholds, "thresholds")

@@ -124,7 +124,7 @@ def image_to_tensor(image: Image.Image) -> torch.Tensor:
     return to_dtype(to_image(image), torch.float32).div_(255)
 
 
-def check_pixels(path: str | Path, max_pixels: int | None = None) -> tuple[int, int]:
+def _check_pixels(path: str | Path, max_pixels: int | None = None) -> tuple[int, int]:
     """(width, height) of an image file from its header alone, refusing a decompression bomb.
 
     A few hundred kilobytes of PNG can decode to gigabytes, so more pixels than
@@ -159,7 +159,7 @@ def check_pixels(path: str | Path, max_pixels: int | None = None) -> tuple[int, 
 def load_image(path: str | Path, mode: str = "RGB", max_pixels: int | None = None) -> Image.Image:
     """Open an image file as ``mode`` ("RGB" or "L"), the same way whatever the file holds.
 
-    - a decompression bomb (more pixels than ``max_pixels``, see :func:`check_pixels`) is
+    - a decompression bomb (more pixels than ``max_pixels``, see :func:`_check_pixels`) is
       refused with ValueError naming the file, before anything is decoded;
     - a file that does not decode raises OSError naming the file (PIL alone sometimes
       only says "image file is truncated");
@@ -174,7 +174,7 @@ def load_image(path: str | Path, mode: str = "RGB", max_pixels: int | None = Non
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     path = Path(path)
-    check_pixels(path, max_pixels)
+    _check_pixels(path, max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked above

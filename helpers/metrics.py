@@ -56,7 +56,7 @@ __all__ = [  # apply_thresholds lives in helpers.labels; chapter 5 imports it fr
     "tune_thresholds",
 ]
 
-NONFINITE = ("raise", "nan")
+_NONFINITE = ("raise", "nan")
 
 
 def _check_vocab(vocab: Sequence[str], n_labels: int) -> list[str]:
@@ -75,8 +75,8 @@ def average_precisions(scores, targets, nonfinite: str = "raise") -> np.ndarray:
     NaN for every label (``nonfinite="nan"``, for a training loop that records a diverged
     epoch instead of stopping on it).
     """
-    if nonfinite not in NONFINITE:
-        raise ValueError(f"nonfinite must be one of {NONFINITE}, not {nonfinite!r}")
+    if nonfinite not in _NONFINITE:
+        raise ValueError(f"nonfinite must be one of {_NONFINITE}, not {nonfinite!r}")
     if nonfinite == "nan":
         x = torch.as_tensor(scores)
         if x.ndim == 2 and x.numel() and not torch.isfinite(x).all():
@@ -243,6 +243,24 @@ F1_AVERAGES = {"micro_f1": "micro", "macro_f1": "macro", "samples_f1": "samples"
 def _f1(targets: torch.Tensor, pred: torch.Tensor, average: str) -> float:
     prf = precision_recall_f1(targets, pred)
     return float(prf["F1"].mean()) if average == "macro" else prf[f"{average}_F1"]
+
+
+def f1_by_threshold(probs, targets, thresholds=None) -> pd.DataFrame:
+    """Micro and macro F1 when one threshold is shared by all labels, for each threshold.
+
+    The predictions come from :func:`apply_thresholds` (the book's ``>=`` rule) and F1 is
+    scored exactly as :func:`tune_global_threshold` scores its candidates, so the validation
+    curve peaks where that function's threshold lies. Default thresholds: 0.01 to 0.99 in
+    steps of 0.01, the same grid. Chapter 5 draws it (``helpers.plots.plot_f1_vs_threshold``).
+    """
+    probs, y = check_scores_and_targets(probs, targets)
+    if thresholds is None:
+        thresholds = np.round(np.arange(1, 100) / 100, 2)
+    rows = {}
+    for t in thresholds:
+        pred = apply_thresholds(probs, float(t))
+        rows[float(t)] = {average: _f1(y, pred, average) for average in ("micro", "macro")}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("threshold")
 
 
 def tune_global_threshold(

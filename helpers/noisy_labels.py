@@ -19,10 +19,10 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-UNKNOWN = float("nan")
+_UNKNOWN = float("nan")
 
 
-def check_clean(targets: torch.Tensor) -> torch.Tensor:
+def _check_clean(targets: torch.Tensor) -> torch.Tensor:
     """Clean targets as a float (n_images, n_labels) tensor of 0s and 1s, or a clear error."""
     targets = torch.as_tensor(targets)
     if targets.ndim != 2:
@@ -69,7 +69,7 @@ def hide_positives(targets: torch.Tensor, rate: float, seed: int) -> torch.Tenso
     A hidden positive is indistinguishable from a true negative in the result, which is what
     makes missing labels hard: nothing marks them.
     """
-    targets, rate = check_clean(targets), _check_rate("rate", rate)
+    targets, rate = _check_clean(targets), _check_rate("rate", rate)
     hidden = (targets == 1) & (_uniform(targets.shape, seed) < rate)
     return torch.where(hidden, 0.0, targets)
 
@@ -80,7 +80,7 @@ def flip_labels(targets: torch.Tensor, pos_rate: float, neg_rate: float, seed: i
     ``flip_labels(t, r, 0, seed)`` equals ``hide_positives(t, r, seed)``: both draw one
     uniform number per entry from the same seed.
     """
-    targets = check_clean(targets)
+    targets = _check_clean(targets)
     pos_rate, neg_rate = _check_rate("pos_rate", pos_rate), _check_rate("neg_rate", neg_rate)
     u = _uniform(targets.shape, seed)
     flip = torch.where(targets == 1, u < pos_rate, u < neg_rate)
@@ -93,8 +93,8 @@ def mask_unknown(targets: torch.Tensor, rate: float, seed: int) -> torch.Tensor:
     This is the partial-label setting of Durand et al. (CVPR 2019): the labels that were
     annotated are right, and the data set says which ones were not annotated.
     """
-    targets, rate = check_clean(targets), _check_rate("rate", rate)
-    return torch.where(_uniform(targets.shape, seed) < rate, UNKNOWN, targets)
+    targets, rate = _check_clean(targets), _check_rate("rate", rate)
+    return torch.where(_uniform(targets.shape, seed) < rate, _UNKNOWN, targets)
 
 
 def single_positive(targets: torch.Tensor, seed: int) -> torch.Tensor:
@@ -104,14 +104,14 @@ def single_positive(targets: torch.Tensor, seed: int) -> torch.Tensor:
     ``preproc/generate_observed_labels.py`` makes it (one positive, no negatives observed).
     An image without any positive keeps no label at all: the whole row is unknown.
     """
-    targets = check_clean(targets)
+    targets = _check_clean(targets)
     # a random score per positive entry; the highest positive of each row is kept
     scores = torch.where(targets == 1, _uniform(targets.shape, seed), -1.0)
     keep = torch.zeros_like(targets, dtype=torch.bool)
     rows = torch.arange(len(targets))
     keep[rows, scores.argmax(1)] = True
     keep &= targets == 1
-    return torch.where(keep, 1.0, UNKNOWN)
+    return torch.where(keep, 1.0, _UNKNOWN)
 
 
 def fill_unknown(targets: torch.Tensor, value: float = 0.0) -> torch.Tensor:
@@ -128,7 +128,7 @@ def corruption_summary(clean: torch.Tensor, observed: torch.Tensor) -> pd.Series
     1; ``unknown`` entries observed as NaN. The ``share`` rows divide by the clean positives
     (for the first two), the clean negatives, or all entries.
     """
-    clean, observed = check_clean(clean), check_observed(observed)
+    clean, observed = _check_clean(clean), check_observed(observed)
     if clean.shape != observed.shape:
         raise ValueError(
             f"clean {tuple(clean.shape)} and observed {tuple(observed.shape)} differ in shape"

@@ -313,32 +313,6 @@ def plot_history(history: pd.DataFrame, title: str = "Training history"):
     return fig
 
 
-def f1_by_threshold(probs, targets, thresholds=None) -> pd.DataFrame:
-    """Micro and macro F1 when one threshold is shared by all labels, for each threshold.
-
-    The predictions come from :func:`helpers.metrics.apply_thresholds` (the book's ``>=``
-    rule) and F1 from scikit-learn with ``zero_division=0``, exactly as
-    :func:`helpers.metrics.tune_global_threshold` scores its candidates, so the validation
-    curve peaks where that function's threshold lies. Default thresholds: 0.01 to 0.99 in
-    steps of 0.01, the same grid.
-    """
-    from sklearn.metrics import f1_score
-
-    from helpers.metrics import apply_thresholds
-
-    if thresholds is None:
-        thresholds = np.round(np.arange(1, 100) / 100, 2)
-    y = torch.as_tensor(targets).long().numpy()
-    rows = {}
-    for t in thresholds:
-        pred = apply_thresholds(probs, float(t)).numpy()
-        rows[float(t)] = {
-            average: f1_score(y, pred, average=average, zero_division=0)
-            for average in ("micro", "macro")
-        }
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("threshold")
-
-
 def plot_f1_vs_threshold(
     splits: dict,
     marks: dict | None = None,
@@ -348,13 +322,16 @@ def plot_f1_vs_threshold(
     """Micro F1 (left) and macro F1 (right) against one threshold shared by all labels.
 
     `splits` maps a name ("validation", "test") to ``(probs, targets)``; each becomes one
-    curve per panel, computed by :func:`f1_by_threshold`. `marks` maps a name to one global
-    threshold (the 0.5 default, a tuned one), drawn as a vertical line in both panels.
+    curve per panel, computed by :func:`helpers.metrics.f1_by_threshold`. `marks` maps a
+    name to one global threshold (the 0.5 default, a tuned one), drawn as a vertical line
+    in both panels.
     Per-label thresholds have no single place on this axis: `per_label` maps a name to one
     threshold per label, drawn as short ticks along the bottom, so a reader sees how far
     they spread. Seeing validation and test side by side shows how flat F1 is near its top
     and how far the validation optimum lies from the test one.
     """
+    from helpers.metrics import f1_by_threshold
+
     curves = {name: f1_by_threshold(p, t, thresholds) for name, (p, t) in splits.items()}
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
     styles = ["-", "--", ":", "-."]

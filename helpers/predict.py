@@ -46,9 +46,9 @@ FORMAT = "multilabel-book-classifier/2"  # /2: with a checksum
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 RESIZE_RULES = ("pad", "stretch")
 # What torch.load raises on a damaged file, depending on which byte is wrong.
-UNREADABLE = (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError,
+_UNREADABLE = (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError,
               zipfile.BadZipFile, KeyError, IndexError, TypeError, UnicodeDecodeError)  # fmt: skip
-MAX_IMAGE_SIZE = 4096  # pixels a side; a larger input is a mistake, not a model
+_MAX_IMAGE_SIZE = 4096  # pixels a side; a larger input is a mistake, not a model
 
 
 @dataclass(frozen=True)
@@ -73,9 +73,9 @@ class Preprocessing:
         def whole(v) -> bool:
             return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
-        if not whole(self.image_size) or not 1 <= self.image_size <= MAX_IMAGE_SIZE:
+        if not whole(self.image_size) or not 1 <= self.image_size <= _MAX_IMAGE_SIZE:
             raise ValueError(
-                f"image_size must be a whole number of pixels from 1 to {MAX_IMAGE_SIZE}, "
+                f"image_size must be a whole number of pixels from 1 to {_MAX_IMAGE_SIZE}, "
                 f"not {self.image_size!r}"
             )
         if self.channels not in (1, 3) or not whole(self.channels):
@@ -218,7 +218,7 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> Cla
         state = load_checkpoint(path, "cpu")
     except FileNotFoundError:
         raise
-    except UNREADABLE as err:
+    except _UNREADABLE as err:
         reason = " ".join(str(err).split())[:300]
         raise ValueError(
             f"{path} cannot be read as a classifier file (truncated, damaged or another kind "
@@ -290,7 +290,7 @@ def open_image(
     - a file that is not an image raises OSError ("cannot decode ...");
     - more pixels than ``max_pixels`` (default: PIL's decompression-bomb limit,
       ``PIL.Image.MAX_IMAGE_PIXELS``, about 89 million) raises ValueError before anything is
-      decoded (:func:`helpers.folder.check_pixels`, used by every data set too);
+      decoded (:func:`helpers.folder._check_pixels`, used by every data set too);
     - channels are converted as :func:`helpers.folder.load_image` does: RGB -> greyscale by
       luminance, greyscale -> RGB by copying, transparency composited over black, 16-bit
       scaled to 8 bits (65535 -> 255), EXIF rotation applied.

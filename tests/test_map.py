@@ -23,7 +23,6 @@ MODULES = sorted(p.stem for p in (ROOT / "helpers").glob("*.py") if p.stem != "_
 PENDING_UNUSED = {
     "helpers.data.DATA_ENV",
     "helpers.data.SOURCES",
-    "helpers.data.check_fits",
     "helpers.data.compose_canvases",
     "helpers.data.load_digit_source",
     "helpers.env.QUICK_ENV",
@@ -33,7 +32,6 @@ PENDING_UNUSED = {
     "helpers.folder.TABLE_COLUMNS",
     "helpers.folder.split_tags",
     "helpers.metrics.F1_AVERAGES",
-    "helpers.models.conv_block",
     "helpers.models.pretrained_state_dict",
     "helpers.predict.FORMAT",
     "helpers.predict.IMAGE_SUFFIXES",
@@ -47,6 +45,25 @@ PENDING_UNUSED = {
     "helpers.voc.voc_transform",
     "helpers.voc.with_size",
     "helpers.widgets.render_prediction_html",
+    # Part 4's building blocks, unit-tested on their own; the chapters reach them through
+    # make_correlated_digits, make_model and thresholds_for_precision. The VOC download
+    # facts are named constants that the download code reads and a test checks against
+    # torchvision's table.
+    "helpers.calibration.clopper_pearson_lower",
+    "helpers.calibration.precision_curve",
+    "helpers.correlated_digits.compose_label_sets",
+    "helpers.correlated_digits.degrade_digits",
+    "helpers.correlated_digits.resize_digits",
+    "helpers.correlated_digits.sample_label_sets",
+    "helpers.heads.SpatialBackbone",
+    "helpers.heads.from_small_cnn",
+    "helpers.heads.sine_positions",
+    "helpers.noisy_labels.check_observed",
+    "helpers.voc.VOC2007_TEST_MD5",
+    "helpers.voc.VOC2007_TEST_TAR",
+    "helpers.voc.VOC2007_TRAINVAL_MD5",
+    "helpers.voc.VOC2007_TRAINVAL_TAR",
+    "helpers.voc.VOC2007_URL",
 }
 
 

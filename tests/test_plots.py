@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 import torch
 
+from helpers.metrics import f1_by_threshold
 from helpers.plots import (
-    f1_by_threshold,
     plot_cooccurrence,
     plot_f1_vs_threshold,
     show_images,
