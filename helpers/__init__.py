@@ -3,7 +3,7 @@
 =================  =============================================================  =================  ================================================
 module             its one concern                                                chapters           may import (helpers modules)
 =================  =============================================================  =================  ================================================
-pins               the environment stored runs and CI execute under (no imports)  -                  -
+pins               the environment stored runs and CI execute under (no imports)  7                  -
 env                where the book runs: device, seeds, provenance, glue, network  1-13               pins
 checkpoint         checkpoint files: atomic save, weights-only load, refusals     -                  -
 labels             label vocabularies, multi-hot targets, checks, thresholding    1, 3-6, 8, 10, 13  -
