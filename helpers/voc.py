@@ -312,9 +312,9 @@ GPU_PRESET = VOCPreset(
     "gpu", "resnet50", size=448, batch_size=32, epochs=12, lr=1e-3, backbone_lr_ratio=0.1,
     workers=8, pool="max",
 )  # fmt: skip
-# CPU: a small subset at low resolution, sized for chapter 8's pipeline check (under a
-# minute on a 2-core CPU). Shows the pipeline, not VOC scores. One worker: on a 2-core
-# machine it decodes while the main process trains.
+# CPU: a small subset at low resolution, sized for chapter 8's pipeline check on digits.
+# Shows the pipeline, not VOC scores. One worker: on a 2-core machine it decodes while the
+# main process trains.
 CPU_PRESET = VOCPreset(
     "cpu", "resnet18", size=64, batch_size=32, epochs=2, lr=3e-3, backbone_lr_ratio=1.0,
     workers=1, channels_last=False, max_train_images=1000, max_test_images=500,
