@@ -201,7 +201,7 @@ def _check_fields(state: dict, where: str) -> Preprocessing:
         raise bad("preprocessing", str(err)) from None
 
 
-def weights_only_is_safe(version: str | None = None) -> bool:
+def _weights_only_is_safe(version: str | None = None) -> bool:
     """Whether this PyTorch's ``torch.load(..., weights_only=True)`` keeps its promise.
 
     CVE-2025-32434: up to PyTorch 2.5.1 a crafted file could run code through
@@ -217,7 +217,7 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> Cla
     rebuild the model, load its weights strictly and put it in eval mode on `device`.
 
     Warns on PyTorch before 2.6, where ``weights_only=True`` does not stop a crafted file
-    from running code (`weights_only_is_safe`).
+    from running code (`_weights_only_is_safe`).
 
     Refused with a ValueError, before any prediction: a file that is empty, truncated or
     not a classifier (naming the file); a checksum that does not match the contents (a
@@ -227,7 +227,7 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> Cla
     """
     device = torch.device(device)
     path = Path(path)
-    if not weights_only_is_safe():
+    if not _weights_only_is_safe():
         warnings.warn(
             f"torch {torch.__version__}: weights_only=True can run code from a crafted file "
             "before PyTorch 2.6 (CVE-2025-32434); load only files you trust, or upgrade torch",

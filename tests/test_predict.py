@@ -14,6 +14,7 @@ from helpers.models import SmallCNN
 from helpers.predict import (
     Classifier,
     Preprocessing,
+    _weights_only_is_safe,
     build_model,
     load_classifier,
     open_image,
@@ -23,7 +24,6 @@ from helpers.predict import (
     prediction_table,
     preprocess,
     save_classifier,
-    weights_only_is_safe,
 )
 
 VOCAB = ["cat", "dog"]
@@ -76,9 +76,9 @@ def test_round_trip_keeps_weights_labels_preprocessing_and_thresholds(tmp_path):
 def test_weights_only_is_unsafe_before_torch_2_6():
     # CVE-2025-32434: fixed in 2.6.0; local and pre-release suffixes do not matter
     for version in ["2.5.1+cu121", "2.4.0", "1.13.1", "2.6.0a0+git1234"]:
-        assert weights_only_is_safe(version) == version.startswith("2.6")
-    assert weights_only_is_safe("2.6.0") and weights_only_is_safe("2.10.1+cpu")
-    assert weights_only_is_safe("3.0.0")
+        assert _weights_only_is_safe(version) == version.startswith("2.6")
+    assert _weights_only_is_safe("2.6.0") and _weights_only_is_safe("2.10.1+cpu")
+    assert _weights_only_is_safe("3.0.0")
 
 
 def test_the_loader_warns_on_an_affected_torch(tmp_path, monkeypatch):
