@@ -35,7 +35,11 @@ def execute(path: Path) -> tuple[float, float]:
     nb = nbformat.read(path, as_version=4)
     start, cpu = time.perf_counter(), cpu_seconds()
     NotebookClient(
-        nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        nb,
+        timeout=1800,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+        store_widget_state=False,  # the site shows snapshots; a widget lives only in a kernel
     ).execute()
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     for cell in nb.cells:  # keep diffs small: no per-cell timestamps
