@@ -26,6 +26,7 @@ import json
 import math
 import pickle
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -219,9 +220,23 @@ def _check_fields(state: dict, where: str) -> Preprocessing:
         raise bad("preprocessing", str(err)) from None
 
 
+def _weights_only_is_safe(version: str | None = None) -> bool:
+    """Whether this PyTorch's ``torch.load(..., weights_only=True)`` keeps its promise.
+
+    CVE-2025-32434: up to PyTorch 2.5.1 a crafted file could run code through
+    ``weights_only=True``; 2.6.0 fixed it. `version` defaults to ``torch.__version__``.
+    """
+    version = version or torch.__version__
+    major, minor = (int("".join(filter(str.isdigit, p)) or 0) for p in version.split(".")[:2])
+    return (major, minor) >= (2, 6)
+
+
 def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> Classifier:
     """Read a file written by :func:`save_classifier` (``weights_only=True``), check it,
     rebuild the model, load its weights strictly and put it in eval mode on `device`.
+
+    Warns on PyTorch before 2.6, where ``weights_only=True`` does not stop a crafted file
+    from running code (`_weights_only_is_safe`).
 
     Refused with a ValueError, before any prediction: a file that is empty, truncated or
     not a classifier (naming the file); a checksum that does not match the contents (a
@@ -231,6 +246,13 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> Cla
     """
     device = torch.device(device)
     path = Path(path)
+    if not _weights_only_is_safe():
+        warnings.warn(
+            f"torch {torch.__version__}: weights_only=True can run code from a crafted file "
+            "before PyTorch 2.6 (CVE-2025-32434); load only files you trust, or upgrade torch",
+            UserWarning,
+            stacklevel=2,
+        )
     if path.is_file() and path.stat().st_size == 0:
         raise ValueError(f"{path} is empty (0 bytes): not a classifier file")
     try:

@@ -1,5 +1,6 @@
 import io
 import struct
+import warnings
 import zlib
 
 import numpy as np
@@ -13,6 +14,7 @@ from helpers.models import SmallCNN
 from helpers.predict import (
     Classifier,
     Preprocessing,
+    _weights_only_is_safe,
     build_model,
     load_classifier,
     open_image,
@@ -69,6 +71,26 @@ def test_round_trip_keeps_weights_labels_preprocessing_and_thresholds(tmp_path):
     # the file is plain data: weights_only=True reads it, and it holds no pickled classes
     raw = torch.load(tmp_path / "m.pt", weights_only=True)
     assert raw["preprocessing"]["mean"] == (0.5,) and raw["vocab"] == VOCAB
+
+
+def test_weights_only_is_unsafe_before_torch_2_6():
+    # CVE-2025-32434: fixed in 2.6.0; local and pre-release suffixes do not matter
+    for version in ["2.5.1+cu121", "2.4.0", "1.13.1", "2.6.0a0+git1234"]:
+        assert _weights_only_is_safe(version) == version.startswith("2.6")
+    assert _weights_only_is_safe("2.6.0") and _weights_only_is_safe("2.10.1+cpu")
+    assert _weights_only_is_safe("3.0.0")
+
+
+def test_the_loader_warns_on_an_affected_torch(tmp_path, monkeypatch):
+    arch = {"name": "SmallCNN", "kwargs": {"n_labels": 2, "width": 4, "blocks": 1}}
+    save_classifier(tmp_path / "m.pt", build_model(arch), arch, VOCAB, PREP, 0.5)
+    monkeypatch.setattr(torch, "__version__", "2.5.1+cu121")
+    with pytest.warns(UserWarning, match="CVE-2025-32434"):
+        load_classifier(tmp_path / "m.pt")
+    monkeypatch.setattr(torch, "__version__", "2.6.0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_classifier(tmp_path / "m.pt")
 
 
 def test_one_threshold_is_stored_once_per_label(tmp_path):
