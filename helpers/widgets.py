@@ -19,6 +19,21 @@ import torch
 from helpers.labels import apply_thresholds, check_targets, per_label_thresholds
 from helpers.metrics import threshold_report
 
+__all__ = [
+    "ExplorerView",
+    "PredictionView",
+    "explorer_view",
+    "plot_prediction",
+    "precision_promise_explorer",
+    "precision_promise_view",
+    "prediction_explorer",
+    "prediction_view",
+    "render_html",
+    "render_prediction_html",
+    "render_promise_html",
+    "threshold_explorer",
+]
+
 
 @dataclass
 class ExplorerView:

@@ -47,6 +47,14 @@ def execute(path: Path) -> tuple[float, float]:
 
 if __name__ == "__main__":
     os.environ.update(PINNED_ENV)  # inherited by every kernel started below
+    rows = []
     for name in sys.argv[1:]:
         wall, cpu = execute(Path(name))
         print(f"{name}: executed in {wall:.1f} s (CPU {cpu:.1f} s)", flush=True)
+        rows.append((Path(name).stem, wall, cpu))
+    if len(rows) > 1:  # the per-chapter table of CONTRIBUTING ("How long each chapter runs")
+        print("\n| chapter | wall s | CPU s |\n|---|---|---|")
+        for stem, wall, cpu in rows:
+            print(f"| {stem} | {wall:.0f} | {cpu:.0f} |")
+        total_wall, total_cpu = sum(r[1] for r in rows), sum(r[2] for r in rows)
+        print(f"| all {len(rows)} | {total_wall:.0f} | {total_cpu:.0f} |")
