@@ -11,7 +11,7 @@ calibration        calibration (ECE, temperature, isotonic), precision promises 
 metrics            scores and reports: mAP, AP, F1, thresholds                    2, 4-11, 13        labels
 losses             multi-label losses beyond plain BCE, partial-label losses      6, 11              labels
 gradcam            Grad-CAM: where a model looks                                  8                  -
-speed              measuring the input pipeline and the training speed            8                  -
+speed              measuring the input pipeline and the training speed            4, 8               -
 splits             stratified splits of multi-label data                          3, 10              labels
 data               the data set of chapters 1-13: multi-digit canvases            1-13               env, labels
 noisy_labels       the corrupted labels of chapter 11: hidden, unknown, flipped   11                 -
