@@ -19,15 +19,9 @@ import argparse
 import os
 import time
 
-PINS = {  # as the book's runners set them, before torch is imported
-    "ATEN_CPU_CAPABILITY": "avx2",
-    "ONEDNN_MAX_CPU_ISA": "AVX2",
-    "MKL_CBWR": "AVX2,STRICT",
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "BOOK_OFFLINE": "1",
-}
-for _name, _value in PINS.items():
+from helpers.pins import PINNED_ENV  # imports nothing: safe before torch
+
+for _name, _value in PINNED_ENV.items():  # the libraries read them when torch loads
     os.environ.setdefault(_name, _value)
 
 import torch  # noqa: E402
