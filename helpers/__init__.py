@@ -5,7 +5,7 @@ module             its one concern                                              
 =================  =============================================================  =================  ================================================
 pins               the environment stored runs and CI execute under (no imports)  -                  -
 env                where the book runs: device, seeds, provenance, glue, network  1-13               pins
-checkpoint         checkpoint files: atomic save, weights-only load, refusals     -                  -
+checkpoint         checkpoint files: atomic save, weights-only load, refusals     2, 4               -
 labels             label vocabularies, multi-hot targets, checks, thresholding    1, 3-6, 8, 10, 13  -
 experiments        comparing methods over seeds: mean and t-interval              11, 13             -
 calibration        calibration (ECE, temperature, isotonic), precision promises   12                 -
