@@ -5,14 +5,14 @@ module             its one concern                                              
 =================  =============================================================  =================  ================================================
 pins               the environment stored runs and CI execute under (no imports)  7                  -
 env                where the book runs: device, seeds, provenance, glue, network  1-13               pins
-checkpoint         checkpoint files: atomic save, weights-only load, refusals     -                  -
+checkpoint         checkpoint files: atomic save, weights-only load, refusals     2, 4               -
 labels             label vocabularies, multi-hot targets, checks, thresholding    1, 3-6, 8, 10, 13  -
 experiments        comparing methods over seeds: mean and t-interval              11, 13             -
 calibration        calibration (ECE, temperature, isotonic), precision promises   12                 -
 metrics            scores and reports: mAP, AP, F1, thresholds                    2, 4-11, 13        labels
 losses             multi-label losses beyond plain BCE, partial-label losses      6, 11              labels
 gradcam            Grad-CAM: where a model looks                                  8                  -
-speed              measuring the input pipeline and the training speed            8                  -
+speed              measuring the input pipeline and the training speed            4, 8               -
 splits             stratified splits of multi-label data                          3, 10              labels
 data               the data set of chapters 1-13: multi-digit canvases            1-13               pins
 noisy_labels       the corrupted labels of chapter 11: hidden, unknown, flipped   11                 -
