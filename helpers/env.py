@@ -1,8 +1,7 @@
-"""Seeding, device choice, quick/full mode and the provenance report every chapter prints.
+"""Seeding, device choice, the kernel pins and the provenance report every chapter prints.
 
 A page of this book shows numbers. The report says where they came from: which device,
-which library versions, which data and weights, and whether the chapter ran its full
-budget or the quick one that CI uses.
+which library versions, which data and weights, and which CPU kernels made them.
 """
 
 from __future__ import annotations
@@ -19,12 +18,31 @@ import pandas as pd
 import torch
 import torchvision
 
-QUICK_ENV = "BOOK_QUICK"
+from helpers.pins import OFFLINE_ENV, PINNED_ENV, offline
 
 
-def quick_mode() -> bool:
-    """True when the environment variable BOOK_QUICK is set to 1/true/yes (CI sets it)."""
-    return os.environ.get(QUICK_ENV, "").strip().lower() in {"1", "true", "yes"}
+def _pins_in_force() -> bool:
+    """True when this process runs under every pin of `PINNED_ENV`, checked where it can be.
+
+    The variables are checked as set, and the two that PyTorch reports are checked as
+    applied: the kernels it dispatches to and its thread count.
+    """
+    set_as_pinned = all(os.environ.get(k) == v for k, v in PINNED_ENV.items())
+    applied = torch.backends.cpu.get_cpu_capability() == "AVX2" and torch.get_num_threads() == 1
+    return set_as_pinned and applied
+
+
+def cpu_native_bf16() -> bool:
+    """True when this CPU computes bf16 natively (AVX512-BF16 or AMX) and may use it.
+
+    Without native bf16, bf16 autocast on a CPU is emulated and can be several times slower
+    than fp32. The instructions are asked of the CPU (PyTorch's CPUID checks); under the
+    pins (AVX2 kernels) they may not be used, so the answer is False there.
+    """
+    has = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    capped = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper().startswith(("AVX2", "SSE", "AVX_"))
+    allowed = torch.backends.cpu.get_cpu_capability().startswith("AVX512") and not capped
+    return bool(has and allowed)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -55,7 +73,8 @@ def device_name(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     if device.type == "mps":
         return "Apple GPU (MPS)"
-    return f"CPU, {torch.get_num_threads()} threads"
+    n = torch.get_num_threads()
+    return f"CPU, {n} thread{'' if n == 1 else 's'}"
 
 
 def in_colab() -> bool:
@@ -83,11 +102,25 @@ def environment_report(
         "torchvision": torchvision.__version__,
         "data": data,
         "pretrained weights": pretrained,
-        "mode": "quick (BOOK_QUICK=1: small budget, numbers differ)" if quick_mode() else "full",
+        **_kernels_rows(device),
     }
     if data_note:
         rows["data note"] = data_note
     return pd.DataFrame({"value": list(rows.values())}, index=pd.Index(list(rows), name="setting"))
+
+
+def _kernels_rows(device: torch.device) -> dict[str, str]:
+    """What makes this run's numbers reproducible, and what a reader's own run will give."""
+    if device.type == "cpu" and _pins_in_force():
+        return {
+            "kernels": "pinned: AVX2 kernels, 1 thread, bundled digits, no downloads",
+            "your run": "these numbers on any x86-64 CPU under the same pins; close but "
+            "not identical ones in Colab, on a GPU or with your CPU's own kernels",
+        }
+    return {
+        "kernels": "not pinned: this machine's fastest kernels",
+        "your run": "close to, not identical with, the stored page (made under the pins)",
+    }
 
 
 def _short_warning(message, category, filename, lineno, line=None) -> str:
@@ -171,6 +204,8 @@ def reachable(host: str, timeout: float) -> str | None:
     Runs in a thread so that a DNS lookup that hangs (some offline networks) cannot hang the
     notebook: the check gives up after `timeout` seconds whatever the resolver does.
     """
+    if offline():
+        return f"{OFFLINE_ENV}=1: the network is not used"
     reason: list[str] = ["no answer within the timeout"]
 
     def connect() -> None:

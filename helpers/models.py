@@ -11,6 +11,7 @@ from torch import nn
 from torchvision.models import WeightsEnum
 
 from helpers.env import reachable, shown_path
+from helpers.pins import OFFLINE_ENV, offline
 
 
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -73,6 +74,12 @@ def pretrained_state_dict(arch: str, weights: str = "DEFAULT", timeout: float = 
     enum = torchvision.models.get_model_weights(arch)
     chosen = enum.DEFAULT if weights == "DEFAULT" else enum[weights]
     path = weights_file(chosen)
+    if offline():  # stored runs and CI: not even a cached file, so every machine agrees
+        raise WeightsUnavailableError(
+            f"{arch} weights {chosen} are not used: {OFFLINE_ENV}=1 pins this run to no "
+            "downloaded weights (the book's stored runs and CI set it). Unset it to use "
+            f"{chosen.url}, or build the model with weights=None."
+        )
     if not path.exists():
         reason = reachable(WEIGHTS_HOST, timeout)
         if reason is not None:

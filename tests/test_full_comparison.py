@@ -1,6 +1,6 @@
-"""The full-mode comparison excludes nothing but what legitimately changes between runs.
+"""The comparison of every cell excludes nothing but what legitimately changes between runs.
 
-CI runs every chapter in full mode (``BOOK_QUICK=0``) and nbval compares every cell with its
+CI runs every chapter (one mode: its real budget) and nbval compares every cell with its
 stored output. These checks keep it that way: no cell may opt out of the comparison, and the
 sanitizer may mask only the fields listed here, each with its reason.
 

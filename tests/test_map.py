@@ -25,7 +25,6 @@ PENDING_UNUSED = {
     "helpers.data.SOURCES",
     "helpers.data.compose_canvases",
     "helpers.data.load_digit_source",
-    "helpers.env.QUICK_ENV",
     "helpers.env.device_name",
     "helpers.folder.MODES",
     "helpers.folder.SIXTEEN_BIT",

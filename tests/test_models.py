@@ -76,6 +76,7 @@ from helpers.models import (  # noqa: E402
 def hub_dir(tmp_path, monkeypatch):
     """An empty torch.hub folder, so the tests never touch (or depend on) the real cache."""
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    monkeypatch.delenv("BOOK_OFFLINE")  # a reader's machine, not the pinned runs
     return tmp_path / "hub"
 
 
@@ -124,6 +125,8 @@ def test_offline_without_the_file_fails_fast_and_says_what_to_do(hub_dir, monkey
 def test_a_hanging_network_is_cut_off_by_the_timeout(monkeypatch):
     import helpers.env as env
 
+    monkeypatch.delenv("BOOK_OFFLINE")  # a reader's machine, not the pinned runs
+
     class SlowSocket:
         def __init__(self, *args, **kwargs):
             time.sleep(5)  # a connection that hangs (the thread ends quietly later)
@@ -154,3 +157,13 @@ def test_random_init_never_touches_the_network(hub_dir, monkeypatch):
 def test_unknown_pool_is_refused():
     with pytest.raises(ValueError, match="pool"):
         resnet_multilabel("resnet18", weights=None, pool="mean")
+
+
+def test_the_pin_refuses_even_a_cached_weights_file(hub_dir, monkeypatch):
+    """BOOK_OFFLINE=1 (stored runs, CI): no ImageNet weights, whatever the machine holds."""
+    path = weights_file(torchvision.models.ResNet18_Weights.IMAGENET1K_V1)
+    path.parent.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    monkeypatch.setenv("BOOK_OFFLINE", "1")
+    with pytest.raises(WeightsUnavailableError, match="not used: BOOK_OFFLINE=1 pins this run"):
+        resnet_multilabel("resnet18", n_labels=3, weights="IMAGENET1K_V1")

@@ -42,7 +42,7 @@ def small_notebook() -> nbformat.NotebookNode:
             "print(3 * 3)",
             execution_count=4,
             outputs=[stream("9\n")],
-            metadata={"tags": ["hide-cell", "solution", "quick-mode-differs"]},
+            metadata={"tags": ["hide-cell", "solution", "remove-output"]},
         ),
     ]
     nb = new_notebook(
@@ -61,7 +61,7 @@ def test_solutions_are_replaced_and_their_outputs_cleared():
         assert cell.outputs == []
         assert cell.execution_count is None
     assert student.cells[4].metadata["tags"] == ["solution"]
-    assert student.cells[7].metadata["tags"] == ["solution", "quick-mode-differs"]
+    assert student.cells[7].metadata["tags"] == ["solution", "remove-output"]
 
 
 def test_other_exercise_cells_lose_only_their_outputs():

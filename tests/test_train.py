@@ -14,9 +14,20 @@ def quiet(**kw) -> TrainConfig:
 
 
 def test_amp_settings():
-    assert amp_settings(torch.device("cpu")) == (torch.bfloat16, False)
     assert amp_settings(torch.device("cpu"), enabled=False) == (None, False)
     assert amp_settings(torch.device("mps")) == (None, False)
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, torch.bfloat16), (False, None)])
+def test_amp_on_a_cpu_uses_bf16_only_where_it_is_native(monkeypatch, native, expected):
+    """Emulated bf16 on a CPU can be several times slower than fp32: then train in fp32."""
+    monkeypatch.setattr(train_module, "cpu_native_bf16", lambda: native)
+    assert amp_settings(torch.device("cpu")) == (expected, False)
+
+
+def test_native_bf16_is_off_under_the_pins():
+    """The test process runs under the AVX2 pin (conftest.py): bf16 is not native there."""
+    assert amp_settings(torch.device("cpu")) == (None, False)
 
 
 @pytest.mark.parametrize(
@@ -33,7 +44,8 @@ def test_amp_settings_on_cuda_asks_for_native_bf16(monkeypatch, capability, expe
 
 
 @pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16-autocast"])
-def test_fit_learns_and_reports_history(amp, quadrant_loaders, new_model):
+def test_fit_learns_and_reports_history(amp, quadrant_loaders, new_model, monkeypatch):
+    monkeypatch.setattr(train_module, "cpu_native_bf16", lambda: True)  # bf16 even if emulated
     train, val = quadrant_loaders()
     history = fit(new_model(), train, val, nn.BCEWithLogitsLoss(), quiet(epochs=4, amp=amp))
     assert list(history.index) == [1, 2, 3, 4]
@@ -64,8 +76,9 @@ def test_channels_last_trains_the_same_way(quadrant_loaders, new_model):
 
 @pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16-autocast"])
 def test_resume_after_interruption_gives_identical_weights(
-    tmp_path, amp, quadrant_loaders, new_model, crash
+    tmp_path, amp, quadrant_loaders, new_model, crash, monkeypatch
 ):
+    monkeypatch.setattr(train_module, "cpu_native_bf16", lambda: True)  # bf16 even if emulated
     train, val = quadrant_loaders()
     config = quiet(epochs=3, amp=amp, checkpoint=str(tmp_path / "run.pt"))
 
@@ -202,6 +215,7 @@ def test_resume_without_stored_scaler_state_on_a_device_that_wants_one(
 ):
     """A CPU (bf16, no scaler) checkpoint resumed on a T4 (fp16 + GradScaler): the stored
     scaler state is empty and must not be loaded ("The source state dict is empty")."""
+    monkeypatch.setattr(train_module, "cpu_native_bf16", lambda: True)  # bf16 even if emulated
     train, val = quadrant_loaders()
     config = quiet(epochs=2, amp=True, checkpoint=str(tmp_path / "cpu.pt"))
     with pytest.raises(crash.error):
