@@ -14,18 +14,18 @@ losses             multi-label losses beyond plain BCE, partial-label losses    
 gradcam            Grad-CAM: where a model looks                                  8                  -
 speed              measuring the input pipeline and the training speed            8                  -
 splits             stratified splits of multi-label data                          3, 10              labels
-data               the data set of chapters 1-13: multi-digit canvases            1-13               env, labels, pins
+data               the data set of chapters 1-13: multi-digit canvases            1-13               pins
 noisy_labels       the corrupted labels of chapter 11: hidden, unknown, flipped   11                 -
 correlated_digits  the paired-digit data set of chapter 13                        13                 data
-folder             a data set of your own images and a label table                3, 10              env, labels
+folder             a data set of your own images and a label table                3, 10              labels
 models             the networks: SmallCNN, ResNets with a multi-label head        2, 4-12            env, pins
 heads              multi-label heads on a spatial backbone: GMP, CSRA, queries    13                 models
 distributed        several processes under torchrun (DDP); no-ops in one          9                  env
 train              the training loop: train_one_epoch, evaluate, fit              2, 4-13            checkpoint, distributed, env, metrics
-predict            the one-file classifier: save, load, predict on images         10                 checkpoint, env, folder, labels, metrics, models
+predict            the one-file classifier: save, load, predict on images         10                 checkpoint, folder, labels, models
 voc                the PASCAL VOC 2007 data set: download, parse, load, train     8                  env, folder, labels, metrics, splits, train
-plots              figures (draw only)                                            1-6, 13            labels, metrics
-widgets            interactive widgets (draw only)                                5, 10, 12          calibration, labels, metrics, plots, predict
+plots              figures (draw only)                                            1-6, 13            metrics
+widgets            interactive widgets (draw only)                                5, 10, 12          calibration, labels, metrics, predict
 =================  =============================================================  =================  ================================================
 
 "chapters" lists the chapters whose code imports the module; "may import" lists the only

@@ -19,6 +19,19 @@ import torch
 from scipy.optimize import minimize_scalar
 from scipy.stats import beta
 
+__all__ = [
+    "apply_isotonic",
+    "apply_temperature",
+    "clopper_pearson_lower",
+    "expected_calibration_error",
+    "fit_isotonic",
+    "fit_temperature",
+    "precision_curve",
+    "precision_recall_at",
+    "reliability_curve",
+    "thresholds_for_precision",
+]
+
 _AVERAGES = ("macro", "pooled", None)
 
 

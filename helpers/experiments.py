@@ -13,6 +13,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+__all__ = [
+    "seed_summary",
+]
+
 
 def seed_summary(
     results: pd.DataFrame, by: str | Sequence[str], value: str, confidence: float = 0.95

@@ -22,6 +22,18 @@ from torchvision.transforms.v2.functional import to_dtype, to_image
 
 from helpers.labels import build_vocab, check_targets, multi_hot
 
+__all__ = [
+    "MODES",
+    "MultiLabelImageFolder",
+    "SIXTEEN_BIT",
+    "TABLE_COLUMNS",
+    "image_to_tensor",
+    "load_image",
+    "read_label_table",
+    "save_as_folder",
+    "split_tags",
+]
+
 MODES = ("RGB", "L")
 SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 TABLE_COLUMNS = ("image", "tags", "line")

@@ -14,6 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+__all__ = [
+    "grad_cam",
+]
+
 
 def grad_cam(
     model: nn.Module,

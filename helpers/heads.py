@@ -23,6 +23,19 @@ from torch import nn
 
 from helpers.models import SmallCNN, conv_block
 
+__all__ = [
+    "CSRAHead",
+    "GlobalMaxHead",
+    "HEADS",
+    "LabelQueryHead",
+    "MultiLabelNet",
+    "SpatialBackbone",
+    "count_parameters",
+    "from_small_cnn",
+    "make_model",
+    "sine_positions",
+]
+
 
 def _check_features(x: torch.Tensor, channels: int, who: str) -> None:
     if x.ndim != 4 or x.shape[1] != channels:

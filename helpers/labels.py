@@ -14,6 +14,24 @@ import numpy as np
 import pandas as pd
 import torch
 
+__all__ = [
+    "LabelSets",
+    "apply_thresholds",
+    "build_vocab",
+    "check_scores",
+    "check_scores_and_targets",
+    "check_targets",
+    "cooccurrence",
+    "decode",
+    "label_cardinality",
+    "label_density",
+    "label_frequency",
+    "label_summary",
+    "multi_hot",
+    "per_label_thresholds",
+    "target_matrix",
+]
+
 LabelSets = Iterable[Iterable[str]]
 
 

@@ -21,6 +21,17 @@ from torch import nn
 
 from helpers.labels import check_targets
 
+__all__ = [
+    "AssumeNegativeLoss",
+    "AsymmetricLoss",
+    "ExpectedPositiveLoss",
+    "LabelSmoothingBCELoss",
+    "LargeLossRejection",
+    "MaskedBCELoss",
+    "SigmoidFocalLoss",
+    "pos_weight_from_targets",
+]
+
 
 def _check_pair(logits: torch.Tensor, targets: torch.Tensor) -> None:
     """Same shape, targets in [0, 1] (soft targets allowed), no NaN target."""

@@ -39,11 +39,12 @@ from helpers.labels import (
     per_label_thresholds,
 )
 
-__all__ = [  # apply_thresholds lives in helpers.labels; chapter 5 imports it from here
-    "apply_thresholds",
+__all__ = [
+    "F1_AVERAGES",
     "average_precision_by_hand",
     "average_precisions",
     "evaluate",
+    "f1_by_threshold",
     "mean_average_precision",
     "paired_bootstrap_micro_f1",
     "per_label_report",

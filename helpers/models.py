@@ -13,6 +13,16 @@ from torchvision.models import WeightsEnum
 from helpers.env import reachable, shown_path
 from helpers.pins import OFFLINE_ENV, offline
 
+__all__ = [
+    "SmallCNN",
+    "WEIGHTS_HOST",
+    "WeightsUnavailableError",
+    "conv_block",
+    "pretrained_state_dict",
+    "resnet_multilabel",
+    "weights_file",
+]
+
 
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
     """3x3 conv, batch norm, ReLU, then halve the resolution."""

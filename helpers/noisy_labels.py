@@ -19,6 +19,16 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
+__all__ = [
+    "check_observed",
+    "corruption_summary",
+    "fill_unknown",
+    "flip_labels",
+    "hide_positives",
+    "mask_unknown",
+    "single_positive",
+]
+
 _UNKNOWN = float("nan")
 
 

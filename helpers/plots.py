@@ -10,6 +10,18 @@ import numpy as np
 import pandas as pd
 import torch
 
+__all__ = [
+    "plot_confusion_matrices",
+    "plot_cooccurrence",
+    "plot_f1_vs_threshold",
+    "plot_history",
+    "plot_label_frequency",
+    "plot_per_label_comparison",
+    "plot_pr_curves",
+    "show_batch",
+    "show_images",
+]
+
 
 def show_images(
     images: torch.Tensor,

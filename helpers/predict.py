@@ -42,6 +42,25 @@ from helpers.folder import image_to_tensor, load_image
 from helpers.labels import apply_thresholds, check_scores, per_label_thresholds
 from helpers.models import SmallCNN, resnet_multilabel
 
+__all__ = [
+    "Classifier",
+    "FORMAT",
+    "IMAGE_SUFFIXES",
+    "Prediction",
+    "Preprocessing",
+    "RESIZE_RULES",
+    "build_model",
+    "image_files",
+    "load_classifier",
+    "open_image",
+    "predict_folder",
+    "predict_image",
+    "predict_tensor",
+    "prediction_table",
+    "preprocess",
+    "save_classifier",
+]
+
 FORMAT = "multilabel-book-classifier/2"  # /2: with a checksum
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 RESIZE_RULES = ("pad", "stretch")

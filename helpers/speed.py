@@ -21,6 +21,13 @@ from dataclasses import dataclass
 
 import torch
 
+__all__ = [
+    "DataWaitMeter",
+    "SpeedReport",
+    "speed_report",
+    "time_side_by_side",
+]
+
 
 class DataWaitMeter:
     """A DataLoader wrapper that counts the seconds spent waiting for each batch.

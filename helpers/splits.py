@@ -19,6 +19,12 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 
 from helpers.labels import target_matrix
 
+__all__ = [
+    "random_split_indices",
+    "split_label_counts",
+    "stratified_split",
+]
+
 
 def _check_fractions(fractions: Mapping[str, float]) -> None:
     if len(fractions) < 2 or min(fractions.values()) <= 0:

@@ -25,6 +25,16 @@ from helpers.checkpoint import load_checkpoint, non_finite_fields, save_checkpoi
 from helpers.env import cpu_native_bf16
 from helpers.metrics import mean_average_precision
 
+__all__ = [
+    "TrainConfig",
+    "amp_autocast",
+    "amp_settings",
+    "evaluate_loss_and_map",
+    "fit",
+    "make_optimizer",
+    "train_one_epoch",
+]
+
 _HISTORY_COLUMNS = ["train_loss", "val_loss", "val_mAP", "lr", "seconds", "img_per_s"]
 
 

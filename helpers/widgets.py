@@ -19,6 +19,41 @@ import torch
 from helpers.labels import apply_thresholds, check_targets, per_label_thresholds
 from helpers.metrics import threshold_report
 
+__all__ = [
+    "ExplorerView",
+    "PredictionView",
+    "LiveOrSnapshot",
+    "explorer_view",
+    "plot_prediction",
+    "precision_promise_explorer",
+    "precision_promise_view",
+    "prediction_explorer",
+    "prediction_view",
+    "render_html",
+    "render_prediction_html",
+    "render_promise_html",
+    "threshold_explorer",
+]
+
+
+@dataclass
+class LiveOrSnapshot:
+    """A widget shown once: live where a kernel runs, as its static snapshot on the site.
+
+    Its output carries both the widget and `html`, the snapshot of the widget's opening
+    view. Jupyter and Colab render the richer widget and ignore the HTML; the built book
+    (``nb_mime_priority_overrides`` in ``_config.yml``) never renders widget views, so it
+    shows the snapshot, with no widget scripts to fetch from a CDN.
+    """
+
+    widget: object  # an ipywidgets widget
+    html: str
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        bundle = dict(self.widget._repr_mimebundle_(include=include, exclude=exclude))
+        bundle["text/html"] = self.html
+        return bundle
+
 
 @dataclass
 class ExplorerView:

@@ -1,16 +1,17 @@
 """Chapter 8's training step: `helpers.train.fit` against a bare PyTorch loop, in one run.
 
     python scripts/benchmark_voc_step.py --quick                  # a short CPU run
+    python scripts/benchmark_voc_step.py --quick --fp32 --steps 3 # chapter 8's run
     python scripts/benchmark_voc_step.py                          # GPU preset if CUDA is there
     python scripts/benchmark_voc_step.py --voc data/downloads/voc2007
 
 Both loops train the same ResNet from the same initial weights, with the preset's settings
-(mixed precision from `amp_settings`, channels_last, AdamW + OneCycle from `make_optimizer`,
-head/backbone learning rates), on the same batches, for the same number of steps. Data is
-the VOC folder if given (real JPEG decoding in DataLoader workers), else synthetic tensors
-at the preset's resolution (model speed only), and the output says which. Validation is
-left out of both (one tiny batch for `fit`). Runs alternate (bare, fit, fit, bare, ...)
-after one untimed warm-up of each; medians are reported.
+(mixed precision from `amp_settings` unless --fp32, channels_last, AdamW + OneCycle from
+`make_optimizer`, head/backbone learning rates), on the same batches, for the same number of
+steps. Data is the VOC folder if given (real JPEG decoding in DataLoader workers), else
+synthetic tensors at the preset's resolution (model speed only), and the output says which.
+Validation is left out of both (one tiny batch for `fit`). Runs alternate (bare, fit, fit,
+bare, ...) after one untimed warm-up of each; medians are reported.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None, help="training steps per run")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each loop")
+    parser.add_argument("--fp32", action="store_true", help="no autocast: train in float32")
     args = parser.parse_args()
 
     device = pick_device(args.device)
@@ -98,7 +100,7 @@ def main() -> None:
         preset = replace(preset, workers=0)  # tensors in memory: workers would only add cost
     train_loader = make_loader(train_set, preset, device, train=True)
     val_loader = DataLoader(TensorDataset(*next(iter(train_loader))), batch_size=preset.batch_size)
-    config = train_config(preset, epochs=1)
+    config = train_config(preset, epochs=1, **({"amp": False} if args.fp32 else {}))
     images = len(train_loader) * preset.batch_size
 
     def new_model() -> nn.Module:

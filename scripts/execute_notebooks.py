@@ -35,7 +35,11 @@ def execute(path: Path) -> tuple[float, float]:
     nb = nbformat.read(path, as_version=4)
     start, cpu = time.perf_counter(), cpu_seconds()
     NotebookClient(
-        nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        nb,
+        timeout=1800,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+        store_widget_state=False,  # the site shows snapshots; a widget lives only in a kernel
     ).execute()
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     for cell in nb.cells:  # keep diffs small: no per-cell timestamps
@@ -47,6 +51,14 @@ def execute(path: Path) -> tuple[float, float]:
 
 if __name__ == "__main__":
     os.environ.update(PINNED_ENV)  # inherited by every kernel started below
+    rows = []
     for name in sys.argv[1:]:
         wall, cpu = execute(Path(name))
         print(f"{name}: executed in {wall:.1f} s (CPU {cpu:.1f} s)", flush=True)
+        rows.append((Path(name).stem, wall, cpu))
+    if len(rows) > 1:  # the per-chapter table of CONTRIBUTING ("How long each chapter runs")
+        print("\n| chapter | wall s | CPU s |\n|---|---|---|")
+        for stem, wall, cpu in rows:
+            print(f"| {stem} | {wall:.0f} | {cpu:.0f} |")
+        total_wall, total_cpu = sum(r[1] for r in rows), sum(r[2] for r in rows)
+        print(f"| all {len(rows)} | {total_wall:.0f} | {total_cpu:.0f} |")

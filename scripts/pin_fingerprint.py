@@ -3,7 +3,7 @@
     python scripts/pin_fingerprint.py
 
 Trains the book's SmallCNN for a few dozen Adam steps on multi-digit canvases (convolutions,
-batch norm, matrix products, reductions: the kernels every chapter uses) and prints the
+batch norm, matrix products, reductions, exp and log: the kernels every chapter uses) and prints the
 SHA-256 of the final weights, the last loss, and the kernels it ran on. Under the pins
 (``helpers.pins.PINNED_ENV``) the fingerprint must be the same on every x86-64 CPU with
 AVX2; ``tests/test_pins.py`` compares it with the value recorded when the stored runs were
@@ -34,12 +34,14 @@ def fingerprint(steps: int = 40) -> tuple[str, float]:
         loss.backward()
         optimizer.step()
     weights = b"".join(p.detach().numpy().tobytes() for p in model.state_dict().values())
-    return hashlib.sha256(weights).hexdigest()[:16], loss.item()
+    with torch.no_grad():  # exp and log: vectorised differently for AVX2 and AVX-512
+        scores = torch.log_softmax(model.eval()(x[:256]), dim=1).numpy().tobytes()
+    return hashlib.sha256(weights + scores).hexdigest()[:16], loss.item()
 
 
 if __name__ == "__main__":
     sha, loss = fingerprint()
     pins = {k: os.environ.get(k, "-") for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")}
-    print(f"weights {sha} loss {loss:.10f}")
+    print(f"fingerprint {sha} loss {loss:.10f}")
     print(f"kernels {torch.backends.cpu.get_cpu_capability()} threads {torch.get_num_threads()}"
           f" {pins}")  # fmt: skip

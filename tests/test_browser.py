@@ -43,9 +43,10 @@ CHROMIUM_ARGS = [
 # requests cause are ignored. Only these hosts may be requested; any other external request
 # fails the test (a chapter must not depend on a host we did not decide to depend on):
 EXTERNAL_HOSTS = {
-    # MathJax 3 (pages with $math$) and, on pages with a stored ipywidget, the widget manager
-    # @jupyter-widgets/html-manager: loaded from the CDN by Sphinx / myst-nb, never vendored.
-    "cdn.jsdelivr.net": "MathJax and the ipywidgets HTML manager (CDN)",
+    # On pages with a stored ipywidget, the widget manager @jupyter-widgets/html-manager,
+    # loaded from the CDN by myst-nb. (MathJax is served from the book's own _static folder
+    # by sphinx-mathjax-offline: test_maths_renders_with_the_network_blocked.)
+    "cdn.jsdelivr.net": "the ipywidgets HTML manager (CDN)",
     # require.js, loaded by myst-nb on pages with a stored ipywidget.
     "cdnjs.cloudflare.com": "require.js for the ipywidgets HTML manager (CDN)",
     # thebe (live code on the page); sphinx-thebe only loads it when thebe is launched.
@@ -386,3 +387,27 @@ def test_screenshots(context, book_build):
         tab.close()
         assert path.stat().st_size > 10_000, f"{path.name} looks empty"
     print(f"screenshots: {out.relative_to(ROOT)}")
+
+
+@pytest.mark.slow
+def test_maths_renders_with_the_network_blocked(context, html):
+    """A classroom without internet: every formula is typeset by the book's own MathJax."""
+    pages = [p for p in PAGES if 'class="math' in (html / (p + ".html")).read_text()]
+    assert pages, "no page has maths: the check would test nothing"
+    raw = []
+    for page in pages:
+        tab, _ = open_page(context, html, page)  # every request off file:// is aborted
+        tab.wait_for_function(
+            "() => document.querySelectorAll('.math').length === "
+            "document.querySelectorAll('.math mjx-container, mjx-container.MathJax').length "
+            "|| document.querySelectorAll('mjx-container').length >= "
+            "document.querySelectorAll('.math').length",
+            timeout=15_000,
+        )
+        left = tab.evaluate(
+            "() => [...document.querySelectorAll('.math')]"
+            ".filter(e => !e.querySelector('mjx-container')).map(e => e.textContent.slice(0, 40))"
+        )
+        raw += [f"{page}: {text}" for text in left]
+        tab.close()
+    assert not raw, "maths left as raw TeX with the network blocked:\n" + "\n".join(raw)

@@ -16,54 +16,28 @@ import helpers
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = sorted(p.stem for p in (ROOT / "helpers").glob("*.py") if p.stem != "__init__")
 
-# Public names that nothing outside their module used when this test was written. Each is to
-# be made private, put to use in a chapter, or removed, by the module's owner; remove the
-# entry when done (the test fails on an entry that is no longer needed). models' two are named
-# in the printed source of chapters 4 and 7: rename them when those chapters are re-executed.
-PENDING_UNUSED = {
-    "helpers.data.DATA_ENV",
-    "helpers.data.SOURCES",
-    "helpers.data.compose_canvases",
-    "helpers.data.load_digit_source",
-    "helpers.env.device_name",
-    "helpers.folder.MODES",
-    "helpers.folder.SIXTEEN_BIT",
-    "helpers.folder.TABLE_COLUMNS",
-    "helpers.folder.split_tags",
-    "helpers.metrics.F1_AVERAGES",
-    "helpers.models.pretrained_state_dict",
-    "helpers.predict.FORMAT",
-    "helpers.predict.IMAGE_SUFFIXES",
-    "helpers.predict.RESIZE_RULES",
-    "helpers.predict.preprocess",
-    "helpers.voc.DIFFICULT_POLICIES",
-    "helpers.voc.IMAGENET_MEAN",
-    "helpers.voc.IMAGENET_STD",
-    "helpers.voc.download_voc2007",
-    "helpers.voc.read_split",
-    "helpers.voc.voc_transform",
-    "helpers.voc.with_size",
-    "helpers.widgets.render_prediction_html",
-    # Part 4's building blocks, unit-tested on their own; the chapters reach them through
-    # make_correlated_digits, make_model and thresholds_for_precision. The VOC download
-    # facts are named constants that the download code reads and a test checks against
-    # torchvision's table.
-    "helpers.calibration.clopper_pearson_lower",
-    "helpers.calibration.precision_curve",
-    "helpers.correlated_digits.compose_label_sets",
-    "helpers.correlated_digits.degrade_digits",
-    "helpers.correlated_digits.resize_digits",
-    "helpers.correlated_digits.sample_label_sets",
-    "helpers.heads.SpatialBackbone",
-    "helpers.heads.from_small_cnn",
-    "helpers.heads.sine_positions",
-    "helpers.noisy_labels.check_observed",
-    "helpers.voc.VOC2007_TEST_MD5",
-    "helpers.voc.VOC2007_TEST_TAR",
-    "helpers.voc.VOC2007_TRAINVAL_MD5",
-    "helpers.voc.VOC2007_TRAINVAL_TAR",
-    "helpers.voc.VOC2007_URL",
-}
+# A public name needs a user: a chapter, a script or another module. Two written rules keep a
+# name public without one (tests are not users):
+# - a building block: another function of its own module composes it, and a test checks it on
+#   its own (for example calibration.clopper_pearson_lower, composed by
+#   thresholds_for_precision);
+# - a setting: an UPPER_CASE constant that its module reads (a vocabulary, a file format, a
+#   download address) and a contributor may look up or change in one place.
+TESTS_TEXT = "".join(
+    p.read_text() for p in (ROOT / "tests").glob("*.py") if p.name != "test_map.py"
+)
+
+
+def used_inside(module: str, name: str) -> bool:
+    tree = ast.parse((ROOT / "helpers" / f"{module}.py").read_text())
+    return any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(tree))
+
+
+def kept_by_a_rule(module: str, name: str) -> bool:
+    if not used_inside(module, name):
+        return False
+    tested = re.search(rf"\b{name}\b", TESTS_TEXT) is not None
+    return name.isupper() or tested
 
 
 def parse_map() -> dict[str, dict]:
@@ -244,16 +218,72 @@ def test_every_public_name_has_a_user():
             if m == module
         }
         unused |= {f"helpers.{module}.{name}" for name in public_names(module) - users}
-    new = sorted(unused - PENDING_UNUSED)
+    new = sorted(n for n in unused if not kept_by_a_rule(*n.split(".")[1:]))
     assert not new, (
-        "public names that no chapter, script or other module uses: make them private "
+        "public names that no chapter, script or other module uses, and that no written rule "
+        "(a building block tested on its own, a setting) keeps public: make them private "
         "(_name), use them, or remove them:\n" + "\n".join(new)
     )
-    fixed = sorted(PENDING_UNUSED - unused)
-    assert not fixed, f"remove {fixed} from PENDING_UNUSED in tests/test_map.py: they are used"
 
 
 @pytest.mark.parametrize("module", MODULES)
 def test_module_docstring_says_why(module):
     tree = ast.parse((ROOT / "helpers" / f"{module}.py").read_text())
     assert ast.get_docstring(tree), f"helpers/{module}.py needs a docstring saying its concern"
+
+
+def defined_names(module: str) -> set[str]:
+    """Every public name a module defines at top level (exceptions included), not imports."""
+    tree = ast.parse((ROOT / "helpers" / f"{module}.py").read_text())
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return {n for n in names if not n.startswith("_")} - {"__all__"}
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_all_lists_exactly_what_the_module_defines(module):
+    """``__all__`` is the module's public contract: what it defines, nothing it imports."""
+    tree = ast.parse((ROOT / "helpers" / f"{module}.py").read_text())
+    declared = [
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and any(getattr(t, "id", "") == "__all__" for t in node.targets)
+    ]
+    assert declared, f"helpers/{module}.py has no __all__"
+    listed = set(ast.literal_eval(declared[0]))
+    defined = defined_names(module)
+    assert listed == defined, (
+        f"helpers/{module}.py: __all__ lacks {sorted(defined - listed)} "
+        f"and lists {sorted(listed - defined)} that it does not define"
+    )
+
+
+def test_may_import_column_is_exact():
+    """The map's "may import" column lists the helpers modules each module does import."""
+    wrong = []
+    for module in MODULES:
+        imported = {m for m, _ in REFERENCES[f"helpers/{module}.py"]} - {module}
+        declared = MAP.get(module, {}).get("imports", set())
+        if unused := declared - imported:
+            wrong.append(f"{module}: the map lists {sorted(unused)}, which it does not import")
+    assert not wrong, "make the may-import column of helpers/__init__.py exact:\n" + "\n".join(
+        wrong
+    )
+
+
+def test_no_name_is_imported_from_a_module_that_does_not_define_it():
+    """No re-exports: each name is imported from its owner, so the map shows who uses whom."""
+    wrong = [
+        f"{path} imports {name} from helpers.{module}, which does not define it"
+        for path, refs in REFERENCES.items()
+        for module, name in sorted(refs)
+        if module in MODULES and not name.startswith("_") and name not in defined_names(module)
+    ]
+    assert not wrong, "import each name from the module that defines it:\n" + "\n".join(wrong)

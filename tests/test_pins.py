@@ -23,11 +23,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers.pins import PINNED_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
-RECORDED = "weights 4e545163a3047aa9 loss 0.5855720639"  # the stored runs' machine, pinned
+RECORDED = "fingerprint 710d552fc3d3960c loss 0.5855720639"  # the stored runs' machine, pinned
 
 
 def fingerprint(env: dict[str, str], prefix: tuple[str, ...] = ()) -> str:
@@ -67,3 +68,24 @@ def test_pins_override_the_kernel_choice_of_the_machine():
     """A machine's own choices set underneath (here: AVX-512 asked for) are overridden."""
     env = {**loose_env(), **PINNED_ENV, "DNNL_MAX_CPU_ISA": "ALL", "KMP_AFFINITY": "compact"}
     assert fingerprint(env) == RECORDED
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (torch.cpu._is_avx512_supported() and os.cpu_count() > 1),
+    reason="only a CPU with AVX-512 and two cores has something for every pin to override",
+)
+@pytest.mark.parametrize(
+    "left_out",
+    [
+        ("ATEN_CPU_CAPABILITY",),
+        ("ONEDNN_MAX_CPU_ISA",),
+        ("MKL_CBWR",),
+        ("OMP_NUM_THREADS", "MKL_NUM_THREADS"),
+    ],  # fmt: skip
+    ids=lambda names: names[0],
+)
+def test_each_pin_overrides_something_here(left_out):
+    """On such a CPU, leaving out any one pin changes the bits: none of them is decoration."""
+    env = {**loose_env(), **{k: v for k, v in PINNED_ENV.items() if k not in left_out}}
+    assert fingerprint(env) != RECORDED

@@ -201,3 +201,14 @@ def test_explorer_view_refuses_what_every_report_refuses():
         explorer_view(probs, torch.eye(2) * 0.9, ["a", "b"])
     with pytest.raises(ValueError, match="one number or one per label"):
         explorer_view(probs, torch.eye(2), ["a", "b"], [0.5, 0.5, 0.5])
+
+
+def test_live_or_snapshot_carries_the_widget_and_its_snapshot():
+    import ipywidgets as w
+
+    from helpers.widgets import LiveOrSnapshot
+
+    shown = LiveOrSnapshot(w.IntSlider(3), "<b>snapshot</b>")
+    bundle = shown._repr_mimebundle_()
+    assert bundle["text/html"] == "<b>snapshot</b>"
+    assert "application/vnd.jupyter.widget-view+json" in bundle  # Jupyter shows it live
