@@ -18,7 +18,7 @@ import os
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -62,7 +62,6 @@ __all__ = [
     "voc_average_precision",
     "voc_label_report",
     "voc_transform",
-    "with_size",
     "write_split",
     "write_voc_image",
 ]
@@ -390,11 +389,6 @@ def make_loader(
         persistent_workers=workers > 0,
         generator=torch.Generator().manual_seed(seed) if train else None,
     )
-
-
-def with_size(preset: VOCPreset, size: int) -> VOCPreset:
-    """The same preset at another resolution (e.g. 224 instead of 448)."""
-    return replace(preset, size=size)
 
 
 # --- Evaluation ----------------------------------------------------------------------------

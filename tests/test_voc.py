@@ -2,6 +2,7 @@
 the data set, the download's fast failure, and the VOC-style evaluation against sklearn."""
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -238,10 +239,8 @@ def test_false_positive_table_finds_the_cooccurring_class():
 
 def test_make_loader_caps_workers_and_seeds(voc_root):
     ds = VOCMultiLabel(voc_root, "test", transform=voc.voc_transform(16, train=False))
-    preset = voc.with_size(voc.CPU_PRESET, 16)
-    loader = voc.make_loader(
-        ds, voc.VOCPreset(**{**preset.__dict__, "workers": 0}), torch.device("cpu"), True
-    )
+    preset = replace(voc.CPU_PRESET, size=16, workers=0)
+    loader = voc.make_loader(ds, preset, torch.device("cpu"), True)
     assert loader.num_workers == 0 and not loader.pin_memory and loader.generator is not None
     assert voc.GPU_PRESET.size == 448 and voc.GPU_PRESET.arch == "resnet50"
 
