@@ -5,8 +5,8 @@ module             its one concern                                              
 =================  =============================================================  =================  ================================================
 pins               the environment stored runs and CI execute under (no imports)  7                  -
 env                where the book runs: device, seeds, provenance, glue, network  1-13               pins
-checkpoint         checkpoint files: atomic save, weights-only load, refusals     2, 4               -
-labels             label vocabularies, multi-hot targets, checks, thresholding    1, 3-6, 8, 10, 13  -
+checkpoint         checkpoint files: atomic save, weights-only load, refusals     2, 4, 10           -
+labels             label vocabularies, multi-hot targets, checks, thresholding    1-6, 8, 10, 13     -
 experiments        comparing methods over seeds: mean and t-interval              11, 13             -
 calibration        calibration (ECE, temperature, isotonic), precision promises   12                 -
 metrics            scores and reports: mAP, AP, F1, thresholds                    2, 4-11, 13        labels

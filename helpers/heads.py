@@ -31,7 +31,6 @@ __all__ = [
     "MultiLabelNet",
     "SpatialBackbone",
     "count_parameters",
-    "from_small_cnn",
     "make_model",
     "sine_positions",
 ]
@@ -48,7 +47,7 @@ class SpatialBackbone(nn.Module):
     """The SmallCNN's conv blocks, returning the feature map instead of pooling it.
 
     Same layers, same parameter names under ``features``: a SmallCNN's state dict loads
-    into ``SpatialBackbone + GlobalMaxHead`` (see ``from_small_cnn``).
+    into ``SpatialBackbone + GlobalMaxHead`` (see ``_from_small_cnn``).
     """
 
     def __init__(self, in_channels: int = 1, width: int = 16, blocks: int = 3):
@@ -220,7 +219,7 @@ def make_model(
     raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
 
 
-def from_small_cnn(model: SmallCNN) -> MultiLabelNet:
+def _from_small_cnn(model: SmallCNN) -> MultiLabelNet:
     """The same network as a SmallCNN, rebuilt as backbone + ``GlobalMaxHead`` (same weights)."""
     features = model.features
     in_channels = features[0][0].in_channels

@@ -12,8 +12,8 @@ from helpers.heads import (
     GlobalMaxHead,
     LabelQueryHead,
     SpatialBackbone,
+    _from_small_cnn,
     count_parameters,
-    from_small_cnn,
     make_model,
     sine_positions,
 )
@@ -48,7 +48,7 @@ def test_heads_refuse_feature_maps_of_the_wrong_shape(head):
 def test_global_max_head_is_the_small_cnn():
     torch.manual_seed(0)
     cnn = SmallCNN(n_labels=10, width=8, blocks=3).eval()
-    net = from_small_cnn(cnn).eval()
+    net = _from_small_cnn(cnn).eval()
     x = torch.rand(5, 1, 56, 56)
     torch.testing.assert_close(net(x), cnn(x), rtol=0, atol=0)
     assert count_parameters(net) == count_parameters(cnn)
