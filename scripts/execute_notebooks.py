@@ -42,6 +42,7 @@ def execute(path: Path) -> tuple[float, float]:
         store_widget_state=False,  # the site shows snapshots; a widget lives only in a kernel
     ).execute()
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    nb.metadata.pop("widgets", None)  # no stored widget state: the site shows snapshots
     for cell in nb.cells:  # keep diffs small: no per-cell timestamps
         cell.metadata.pop("execution", None)
     nb.metadata.setdefault("book", {})["digest"] = digest(path.resolve())

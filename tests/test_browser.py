@@ -315,43 +315,41 @@ def test_colab_launch_link_opens_the_chapter_notebook(context, html, page):
         tab.close()
 
 
-SNAPSHOT_JS = """(marker) => {
+WIDGETS_JS = """(marker) => {
   const shown = e => e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden'
     && e.getBoundingClientRect().width > 0 && e.getBoundingClientRect().height > 0;
-  const note = new RegExp(marker, 'i');
-  return [...document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]')]
-    .map(script => {
-      const cell = script.closest('.cell') || script.parentElement;
-      const near = [];  // up to 3 blocks before and 4 after the widget's cell
-      let e = cell;
-      for (let k = 0; k < 3 && (e = e.previousElementSibling); k++) near.push(e);
-      e = cell;
-      for (let k = 0; k < 4 && (e = e.nextElementSibling); k++) near.push(e);
-      const notes = near.filter(e => shown(e) && note.test(e.innerText));
-      const figures = near.flatMap(e => [...e.querySelectorAll('img, table'), e])
-        .filter(e => (e.tagName === 'IMG' && e.naturalWidth > 0)
-          || (e.tagName === 'TABLE' && e.rows.length > 1))
-        .filter(shown);
-      return {notes: notes.map(e => e.innerText.slice(0, 80)), figures: figures.length};
-    });
+  return {
+    views: document.querySelectorAll(
+      'script[type="application/vnd.jupyter.widget-view+json"], .jupyter-widgets').length,
+    texts: [...document.querySelectorAll('.cell_output')].filter(shown)
+      .map(e => e.innerText),
+  };
 }"""
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("page", CHAPTERS)
-def test_widgets_have_a_note_and_a_static_snapshot(context, html, page):
-    """A stored widget is dead on a static page: a visible note must say it needs a live kernel,
-    and a visible snapshot (a figure, or a table) must sit next to it."""
-    stored = sum(WIDGET_MIME in o.get("data", {}) for o in notebook_outputs(page))
-    tab, _ = open_page(context, html, page)
+def test_each_widget_shows_once_as_its_snapshot(context, html, page):
+    """A widget lives in a kernel: on the site its output shows its static snapshot, once.
+
+    Each stored widget output also carries the snapshot as HTML
+    (``helpers.widgets.LiveOrSnapshot``); the site renders no widget view, so neither a dead
+    control nor a second copy of the snapshot appears, and no widget script is fetched.
+    """
+    outputs = [o for o in notebook_outputs(page) if WIDGET_MIME in o.get("data", {})]
+    for o in outputs:
+        assert "text/html" in o["data"], f"{page}: a widget output has no snapshot (LiveOrSnapshot)"
+    tab, visit = open_page(context, html, page)
     try:
-        widgets = tab.evaluate(SNAPSHOT_JS, WIDGET_NOTE.pattern)
+        found = tab.evaluate(WIDGETS_JS, WIDGET_NOTE.pattern)
     finally:
         tab.close()
-    assert len(widgets) == stored, f"{page}: {stored} widgets stored, {len(widgets)} on the page"
-    for i, widget in enumerate(widgets):
-        assert widget["notes"], f"{page}: widget {i} has no visible 'needs a live kernel' note"
-        assert widget["figures"], f"{page}: widget {i} has no visible snapshot next to it"
+    assert found["views"] == 0, f"{page}: a widget view is rendered on the static page"
+    for o in outputs:
+        snapshot = re.sub(r"<[^>]+>", " ", "".join(o["data"]["text/html"]))
+        first = " ".join(snapshot.split()[:6])
+        shown = sum(" ".join(t.split()).count(first) for t in found["texts"])
+        assert shown == 1, f"{page}: the snapshot starting {first!r} is shown {shown} times"
 
 
 @pytest.mark.slow
