@@ -254,7 +254,11 @@ def _image_probs(labels: torch.Tensor, weights: tuple[float, ...]) -> np.ndarray
         raise ValueError(f"digit_weights needs 10 non-negative numbers, not all 0; got {weights}")
     per_class = np.bincount(labels.numpy(), minlength=10)
     if (per_class[w > 0] == 0).any():
-        raise ValueError("digit_weights gives weight to a digit that has no images")
+        empty = [d for d in range(10) if w[d] > 0 and per_class[d] == 0]
+        raise ValueError(
+            f"digit_weights gives weight {w[empty[0]]:g} to digit {empty[0]}, which has no "
+            f"images here (digits without images: {empty})"
+        )
     p = w[labels.numpy()] / np.maximum(per_class[labels.numpy()], 1)
     return p / p.sum()
 
@@ -275,6 +279,8 @@ def compose_canvases(
     overlapping strokes are merged with a max, as ink would be.
     Returns uint8 images (n, 1, canvas, canvas) and int64 digit counts (n, 10).
     """
+    if n < 0:
+        raise ValueError(f"n must be a number of canvases (0 or more), got {n}")
     size = digit_images.shape[-1]
     per_side = check_fits(canvas, size, min_digits, max_digits)
     cell = canvas // per_side

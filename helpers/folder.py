@@ -335,6 +335,8 @@ class MultiLabelImageFolder(Dataset):
         return len(self.table)
 
     def __getitem__(self, i: int):
+        if not -len(self) <= i < len(self):  # pandas would say only "out-of-bounds"
+            raise IndexError(f"index {i} is out of range for {len(self)} images")
         image = load_image(self.root / self.table.image.iloc[i], self.mode)
         x = image_to_tensor(image)  # (C, H, W) in [0, 1]
         if self.transform is not None:

@@ -107,7 +107,10 @@ class Preprocessing:
         if self.channels not in (1, 3) or not whole(self.channels):
             raise ValueError(f"channels must be 1 or 3, not {self.channels!r}")
         if len(self.mean) != self.channels or len(self.std) != self.channels:
-            raise ValueError(f"mean and std need {self.channels} value(s) each")
+            raise ValueError(
+                f"mean and std need {self.channels} value(s) each (one per channel), got "
+                f"{len(self.mean)} and {len(self.std)}: mean {self.mean}, std {self.std}"
+            )
         numbers = [*self.mean, *self.std]
         if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers):
             raise ValueError(f"mean and std must be finite numbers, got {self.mean}, {self.std}")
@@ -214,7 +217,9 @@ def _check_fields(state: dict, where: str) -> Preprocessing:
         raise bad("arch", "needs a 'name' (str) and 'kwargs' (dict)")
     vocab = state["vocab"]
     if not vocab or not all(isinstance(v, str) for v in vocab) or len(set(vocab)) != len(vocab):
-        raise bad("vocab", "must be a non-empty list of distinct label names")
+        raise bad(
+            "vocab", f"must be a non-empty list of distinct label names, {_vocab_fault(vocab)}"
+        )
     t = state["thresholds"]
     if len(t) != len(vocab):
         raise bad("thresholds", f"has {len(t)} values for {len(vocab)} labels (one per label)")
@@ -230,6 +235,17 @@ def _check_fields(state: dict, where: str) -> Preprocessing:
         return Preprocessing(**fields)
     except (TypeError, ValueError) as err:
         raise bad("preprocessing", str(err)) from None
+
+
+def _vocab_fault(vocab: list) -> str:
+    """What is wrong with a stored vocabulary, naming the entry at fault."""
+    if not vocab:
+        return "got an empty list"
+    j = next((j for j, v in enumerate(vocab) if not isinstance(v, str)), None)
+    if j is not None:
+        return f"got {vocab[j]!r} ({type(vocab[j]).__name__}) at position {j}"
+    twice = next(v for j, v in enumerate(vocab) if v in vocab[:j])
+    return f"got {twice!r} twice (positions {[j for j, v in enumerate(vocab) if v == twice]})"
 
 
 def _thresholds_from_file(values: list, vocab: list[str]) -> torch.Tensor:
