@@ -250,14 +250,15 @@ def _vocab_fault(vocab: list) -> str:
 
 def _thresholds_from_file(values: list, vocab: list[str]) -> torch.Tensor:
     """The file's thresholds as float32 ("never" -> inf), checked by ``per_label_thresholds``
-    in float64 (the numbers stored), so 1.0000001 is refused, not rounded to 1."""
+    in float64 (the numbers stored), so 1.0000001 is refused, not rounded to 1. A float
+    infinity is refused: save_classifier never writes one."""
     numbers = []
     for j, x in enumerate(values):
         if isinstance(x, str) and x == _NEVER_IN_FILE:
             numbers.append(math.inf)
-        elif isinstance(x, (int, float)) and not isinstance(x, bool):
+        elif isinstance(x, (int, float)) and not isinstance(x, bool) and not math.isinf(x):
             numbers.append(x)
-        else:
+        else:  # inf too: the file has one way to say "never", so an edited inf is a fault
             raise ValueError(f"label {j} ({vocab[j]!r}) has {x!r}")
     return per_label_thresholds(numbers, len(vocab), torch.float64, vocab).float()
 
@@ -382,7 +383,8 @@ def open_image(
       decoded (:func:`helpers.folder._check_pixels`, used by every data set too);
     - channels are converted as :func:`helpers.folder.load_image` does: RGB -> greyscale by
       luminance, greyscale -> RGB by copying, transparency composited over black, 16-bit
-      scaled to 8 bits (65535 -> 255), EXIF rotation applied.
+      scaled to 8 bits (65535 -> 255), a 32-bit integer file scaled by the white level its
+      format declares or refused (a 32-bit TIFF), EXIF rotation applied.
 
     Bytes are written to a temporary file so they go through exactly the same checks.
     """

@@ -111,6 +111,7 @@ def _edited(tmp_path, thresholds):
         ([0.5, 1.0000001, 0.5], r"label 1 \('dog'\) has 1\.0000001"),
         ([0.5, 0.5, -math.inf], r"label 2 \('bird'\) has -inf"),
         ([0.5, True, 0.5], r"label 1 \('dog'\) has True"),
+        ([math.inf, 0.5, 0.5], r"label 0 \('cat'\) has inf"),  # the file says "never"
     ],
 )
 def test_a_file_with_a_bad_threshold_is_refused_naming_label_and_value(tmp_path, thresholds, match):
@@ -118,11 +119,6 @@ def test_a_file_with_a_bad_threshold_is_refused_naming_label_and_value(tmp_path,
     with pytest.raises(ValueError, match=r"field 'thresholds' must be numbers in \[0, 1\] or "
                        r"'never'; " + match):  # fmt: skip
         load_classifier(path)
-
-
-def test_a_file_holding_inf_itself_reads_as_never_predict(tmp_path):
-    # torch.save keeps a float inf; a hand-made file with one means what inf means everywhere
-    assert load_classifier(_edited(tmp_path, [math.inf, 0.5, 0.5])).thresholds[0] == math.inf
 
 
 def test_saving_refuses_a_bad_threshold_naming_the_label(tmp_path):

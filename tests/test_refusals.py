@@ -151,3 +151,31 @@ def test_a_stored_vocabulary_names_the_entry_at_fault(tmp_path, vocab, match):
     torch.save(state, path)
     with pytest.raises(ValueError, match=r"field 'vocab' must be a non-empty list .*" + match):
         load_classifier(path)
+
+
+# --- scripts ----------------------------------------------------------------------------------
+
+
+def _script(*args: str):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run(
+        [sys.executable, *args], cwd=root, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_train_ddp_refuses_sync_bn_on_cpu_before_building_any_data():
+    result = _script("scripts/train_ddp.py", "--sync-bn", "--n-train", "64", "--n-val", "8")
+    assert result.returncode != 0
+    assert "--sync-bn needs GPUs" in result.stderr
+    assert "per-process batch" not in result.stdout  # refused before the data is built
+
+
+def test_benchmark_script_names_a_folder_that_is_not_in_voc_layout(tmp_path):
+    result = _script("scripts/benchmark_voc_step.py", "--quick", "--device", "cpu", "--voc",
+                     str(tmp_path))  # fmt: skip
+    assert result.returncode != 0
+    assert f"{tmp_path} is not a folder in VOC layout" in result.stderr
