@@ -318,6 +318,9 @@ def make_multi_digit(
     """
     from sklearn.model_selection import train_test_split
 
+    for name in ("n_train", "n_val", "n_test"):
+        if getattr(config, name) < 0:
+            raise ValueError(f"{name} must be 0 or more canvases, got {getattr(config, name)}")
     source = source or digit_source()
     check_fits(config.canvas, source.train_images.shape[-1], config.min_digits, config.max_digits)
     tr_idx, va_idx = train_test_split(

@@ -47,6 +47,11 @@ def test_a_negative_number_of_canvases_is_refused_naming_it():
         sample_label_sets(-2, ((1, 7),), 0.5, rng)
 
 
+def test_a_negative_split_size_names_the_field():
+    with pytest.raises(ValueError, match=r"n_val must be 0 or more canvases, got -1"):
+        make_multi_digit(MultiDigitConfig(n_train=5, n_val=-1, n_test=5), _flat_source())
+
+
 def test_partner_rate_refuses_a_label_index_the_targets_lack():
     targets = torch.tensor([[1, 0, 1], [0, 1, 1]])
     assert partner_rate(targets, 0, 2) == 1.0
