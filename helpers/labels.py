@@ -177,11 +177,14 @@ def per_label_thresholds(
     bad = ~(((t >= 0) & (t <= 1)) | (t == float("inf")))  # NaN fails all
     if bad.any():
         j = int(torch.nonzero(bad.reshape(-1))[0])
-        label = "every label" if t.ndim == 0 else f"label {j}"
-        label += f" ({vocab[j]!r})" if vocab is not None and t.ndim == 1 else ""
+        label, count = "every label", ""
+        if t.ndim == 1:
+            label, count = f"label {j}", f" ({int(bad.sum())} bad of {t.numel()})"
+        if vocab is not None and t.ndim == 1 and j < len(vocab):
+            label += f" ({vocab[j]!r})"
         raise ValueError(
             f"thresholds must be in [0, 1], or inf for 'never predict'; {label} has "
-            f"{t.reshape(-1)[j].item()!r} ({int(bad.sum())} bad of {t.numel()})"
+            f"{t.reshape(-1)[j].item()!r}{count}"
         )
     return t.expand(n_labels).clone()
 
