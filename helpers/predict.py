@@ -225,8 +225,8 @@ def _check_fields(state: dict, where: str) -> Preprocessing:
         raise bad("thresholds", f"has {len(t)} values for {len(vocab)} labels (one per label)")
     try:
         _thresholds_from_file(t, vocab)
-    except ValueError as err:  # "thresholds must be ...; label 1 ('dog') has 1.5 ...": the label
-        which = str(err).split("; ", 1)[-1]
+    except ValueError as err:  # "... or inf for 'never predict'; label 1 ('dog') has 1.5"
+        which = str(err).split("'never predict'; ", 1)[-1]  # the label and its value
         raise bad(
             "thresholds", f"must be numbers in [0, 1] or {_NEVER_IN_FILE!r}; {which}"
         ) from None
