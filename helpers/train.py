@@ -6,6 +6,9 @@ channels_last, a OneCycle learning-rate step per batch, an optional EMA of the w
 clear stop when the loss becomes NaN. `evaluate_loss_and_map` validates. `fit` drives the
 two, epoch after epoch, and keeps a history table and checkpoints (helpers.checkpoint) that
 resume exactly, or refuse to resume a different run.
+
+Chapter 4 prints `train_one_epoch` whole and chapter 9 prints `fit`: their lines should fit
+the page's 79 columns (`train_one_epoch` does; `fit` does not yet).
 """
 
 from __future__ import annotations
@@ -202,20 +205,21 @@ def train_one_epoch(
     device: torch.device,
     ema=None,
 ) -> dict:
-    """One pass over `loader`, one optimizer step per batch; the epoch's loss, lr and speed.
-
-    `model` may be wrapped in DDP; the loss and image count are then summed over all ranks.
+    """One pass over `loader`, one optimizer step per batch; the epoch's loss,
+    learning rate and speed. `model` may be wrapped in DDP; the loss and image
+    count are then summed over all ranks.
     """
     amp_dtype, _ = amp_settings(device, config.amp)
     _seed_epoch(loader, config.seed, epoch)
     model.train()
     start, seen, total_loss = time.perf_counter(), 0, 0.0
     for step, (x, y) in enumerate(_progress_bar(loader, epoch, config)):
-        x, y = _to_device(x, device, config.channels_last), y.to(device, non_blocking=True)
+        x = _to_device(x, device, config.channels_last)
+        y = y.to(device, non_blocking=True)
         with amp_autocast(device, amp_dtype):
             logits = model(x)
-        loss = loss_fn(logits.float(), y)  # the loss in fp32: sigmoid/log are precision-hungry
-        if not torch.isfinite(loss):  # stop before backward spreads NaN into the weights
+        loss = loss_fn(logits.float(), y)  # in fp32: log needs the precision
+        if not torch.isfinite(loss):  # stop before NaN reaches the weights
             raise _diverged(loss, epoch, step, config)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -230,8 +234,8 @@ def train_one_epoch(
         total_loss += loss.item() * len(y)
         seen += len(y)
     seconds = time.perf_counter() - start
-    total_loss, seen = distributed.all_sum(total_loss, seen)  # all ranks' batches
-    distributed.sync_buffers(distributed.unwrap(model))  # batch-norm statistics: rank 0's
+    total_loss, seen = distributed.all_sum(total_loss, seen)  # all ranks
+    distributed.sync_buffers(distributed.unwrap(model))  # rank 0's BN stats
     if ema is not None:
         distributed.sync_buffers(ema.module)  # its averaged statistics too
     row = {"train_loss": total_loss / seen, "lr": scheduler.get_last_lr()[0]}
