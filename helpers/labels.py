@@ -119,24 +119,23 @@ def check_scores(
         x = x.to(torch.float64)
     elif x.dtype not in (torch.float32, torch.float64):
         x = x.to(torch.float32)
-    bad = ~torch.isfinite(x)
+    _refuse_any(~torch.isfinite(x), x, f"{name} are NaN or infinite", vocab,
+                "a diverged model or a broken input cannot be scored")  # fmt: skip
+    if probabilities:
+        _refuse_any((x < 0) | (x > 1), x, f"{name} are outside [0, 1]", vocab,
+                    f"min {x.min().item():.4g}, max {x.max().item():.4g}; pass probabilities "
+                    "(torch.sigmoid(logits)), not logits")  # fmt: skip
+    return x
+
+
+def _refuse_any(bad: torch.Tensor, x: torch.Tensor, what: str, vocab, advice: str) -> None:
+    """Raise when any entry is `bad`: how many, and the first one by place and value."""
     if bad.any():
         first = tuple(int(v) for v in torch.nonzero(bad)[0])
         raise ValueError(
-            f"{int(bad.sum())} of {x.numel()} {name} are NaN or infinite (first at "
-            f"{_where(first, vocab)}: {x[first].item()}); a diverged model or a broken input "
-            "cannot be scored"
+            f"{int(bad.sum())} of {x.numel()} {what} (first at {_where(first, vocab)}: "
+            f"{x[first].item()!r}); {advice}"
         )
-    if probabilities:
-        outside = (x < 0) | (x > 1)
-        if outside.any():
-            first = tuple(int(v) for v in torch.nonzero(outside)[0])
-            raise ValueError(
-                f"{int(outside.sum())} of {x.numel()} {name} are outside [0, 1] (first at "
-                f"{_where(first, vocab)}: {x[first].item()!r}; min {x.min().item():.4g}, max "
-                f"{x.max().item():.4g}); pass probabilities (torch.sigmoid(logits)), not logits"
-            )
-    return x
 
 
 def check_targets(
