@@ -48,7 +48,7 @@ def _check_probs_targets(probs, targets, probabilities: bool = True):
 
     1-D input is one label (a column); 2-D input is images x labels.
     """
-    x = torch.as_tensor(probs)
+    x = torch.as_tensor(probs if isinstance(probs, torch.Tensor) else np.asarray(probs))
     one_label = x.ndim == 1
     name = "probs" if probabilities else "logits"
     x = check_scores(x.reshape(-1, 1) if one_label else x, name, probabilities)

@@ -107,6 +107,8 @@ def check_scores(
     distinct float64 scores into ties); integers and booleans become float64 (exact),
     float16/bfloat16 float32.
     """
+    if not isinstance(scores, torch.Tensor):  # Python floats are float64: keep them so
+        scores = np.asarray(scores)
     x = torch.as_tensor(scores).detach().cpu()
     if x.ndim != 2:
         raise ValueError(
@@ -174,7 +176,10 @@ def check_targets(
         first = tuple(int(v) for v in torch.nonzero(bad)[0])
         where = _where(first, vocab) if y.ndim in (1, 2) else f"index {first}"
         found = sorted({float(v) for v in y[bad].flatten()[:1000].tolist()}, key=str)[:5]
-        allowed = "in [0, 1]" if soft else "0 or 1 (multi-hot)"
+        if soft:
+            allowed = "in [0, 1] or NaN (unknown)" if unknown else "in [0, 1]"
+        else:
+            allowed = "0, 1 or NaN (unknown)" if unknown else "0 or 1 (multi-hot)"
         hint = (
             ""
             if soft
@@ -182,9 +187,8 @@ def check_targets(
             "threshold them first if you mean to"
         )
         raise ValueError(
-            f"{name} must be {allowed}{' or NaN (unknown)' if unknown else ''}; "
-            f"{int(bad.sum())} of {y.numel()} values are not (first at {where}: "
-            f"{y[first].item()!r}; found {found}).{hint}"
+            f"{name} must be {allowed}; {int(bad.sum())} of {y.numel()} values are not "
+            f"(first at {where}: {y[first].item()!r}; found {found}).{hint}"
         )
     return y.float() if soft or unknown else y.long()
 

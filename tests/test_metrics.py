@@ -158,7 +158,11 @@ def test_wrong_vocabulary_length_is_refused():
 def test_label_without_positives_warns_naming_it():
     targets = TARGETS.clone()
     targets[:, 1] = 0
-    with pytest.warns(UserWarning, match=r"label\(s\) \[1\] have no positives"):
+    with pytest.warns(UserWarning, match=r"no positives for label\(s\) 1: their AP"):
         assert mean_average_precision(PROBS, targets) == pytest.approx(
             average_precision_score(targets, PROBS, average=None).mean(), abs=1e-12
         )
+    with pytest.warns(UserWarning, match=r"no positives for label\(s\) b: their AP"):
+        mean_average_precision(PROBS, targets, vocab=["a", "b", "c"])
+    with pytest.warns(UserWarning, match=r"no positives for label\(s\) b: their AP"):
+        per_label_report(PROBS, targets, ["a", "b", "c"])
