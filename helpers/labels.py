@@ -180,12 +180,7 @@ def check_targets(
             allowed = "in [0, 1] or NaN (unknown)" if unknown else "in [0, 1]"
         else:
             allowed = "0, 1 or NaN (unknown)" if unknown else "0 or 1 (multi-hot)"
-        hint = (
-            ""
-            if soft
-            else " Soft or smoothed targets cannot be scored as right or wrong: "
-            "threshold them first if you mean to"
-        )
+        hint = "" if soft else " Soft targets have no right or wrong: threshold them first"
         raise ValueError(
             f"{name} must be {allowed}; {int(bad.sum())} of {y.numel()} values are not "
             f"(first at {where}: {y[first].item()!r}; found {found}).{hint}"

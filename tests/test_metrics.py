@@ -103,7 +103,7 @@ def test_targets_not_0_or_1_are_refused_saying_what_was_found(bad):
     targets[3, 1] = bad
     with pytest.raises(ValueError, match=r"targets must be 0 or 1 .*1 of 18 .*image 3, label 1"):
         mean_average_precision(PROBS, targets)
-    with pytest.raises(ValueError, match="Soft or smoothed targets"):
+    with pytest.raises(ValueError, match="Soft targets have no right or wrong"):
         per_label_report(PROBS, targets, ["a", "b", "c"])
 
 
