@@ -1,9 +1,15 @@
-"""Label vocabularies, multi-hot encoding and label statistics.
+"""Label vocabularies, multi-hot encoding, label statistics, and the rules every helper
+shares about scores, targets and thresholds.
 
 A multi-label target is a set of names per image. Models want a fixed-length 0/1 vector
-(a *multi-hot* vector), so everything here converts between the two and measures what a
-set of targets looks like (how often each label occurs, how many labels an image has,
-which labels appear together).
+(a *multi-hot* vector), so this module converts between the two and measures what a set of
+targets looks like (how often each label occurs, how many labels an image has, which labels
+appear together).
+
+It is also the one owner of three rules, so that every module refuses the same inputs with
+the same words and decides the same way: what scores may be (:func:`check_scores`), what
+targets may be (:func:`check_targets`: 0/1, or soft, or with unknowns, as the caller says),
+and how a probability becomes a decision (:func:`apply_thresholds`, ``>=``).
 """
 
 from __future__ import annotations
