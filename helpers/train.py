@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from helpers import distributed
 from helpers.checkpoint import load_checkpoint, non_finite_fields, save_checkpoint
 from helpers.env import cpu_native_bf16
+from helpers.inference import run_model
 from helpers.metrics import mean_average_precision
 
 __all__ = [
@@ -86,8 +87,30 @@ def amp_autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+_NORM_LAYERS = (
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.LayerNorm,
+    nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.LocalResponseNorm,
+)  # fmt: skip  # the normalisation layers torchvision's reference scripts single out
+
+
+def _split_norm(model: nn.Module, params: list, group: dict, norm_weight_decay) -> list[dict]:
+    """`group` (with `params`) as given, or split in two: the normalisation layers' weights
+    and biases with ``norm_weight_decay``, the rest as before."""
+    if norm_weight_decay is None:
+        return [{**group, "params": params}]
+    in_norm = {id(p) for m in model.modules() if isinstance(m, _NORM_LAYERS)
+               for p in m.parameters(recurse=False)}  # fmt: skip
+    norm = [p for p in params if id(p) in in_norm]
+    rest = [p for p in params if id(p) not in in_norm]
+    split = [{**group, "params": rest}] if rest else []
+    return split + ([{**group, "params": norm, "weight_decay": norm_weight_decay}] if norm else [])
+
+
 def make_optimizer(
-    model: nn.Module, config: TrainConfig, steps_per_epoch: int
+    model: nn.Module,
+    config: TrainConfig,
+    steps_per_epoch: int,
+    norm_weight_decay: float | None = None,
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.OneCycleLR]:
     """AdamW and a OneCycle schedule over the whole run, stepped once per batch.
 
@@ -98,17 +121,25 @@ def make_optimizer(
     Frozen parameters (``requires_grad=False``) are left out. With ``config.head`` set, the
     head trains at ``lr`` and the (pretrained) rest at ``lr * config.backbone_lr_ratio``:
     fine-tuning should nudge ImageNet features, not overwrite them with a fresh head's noise.
+
+    ``norm_weight_decay`` is torchvision's option of the same name (its classification
+    reference trains with ``--norm-weight-decay 0.0``): a weight decay for the weights and
+    biases of normalisation layers (batch, layer, group, instance norm), which only scale and
+    shift and gain nothing from being pulled towards zero. ``None`` (the default, and what
+    `fit` uses) decays every parameter by ``config.weight_decay``, as before.
     """
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if config.head is None:
-        groups = [{"params": [p for _, p in trainable], "lr": config.lr}]
+        parts = [([p for _, p in trainable], config.lr)]
     else:
         model.get_submodule(config.head)  # a wrong name fails here, not silently
         head = [p for n, p in trainable if n.startswith(config.head + ".")]
         backbone = [p for n, p in trainable if not n.startswith(config.head + ".")]
-        groups = [{"params": head, "lr": config.lr}]
+        parts = [(head, config.lr)]
         if backbone:
-            groups.append({"params": backbone, "lr": config.lr * config.backbone_lr_ratio})
+            parts.append((backbone, config.lr * config.backbone_lr_ratio))
+    groups = [g for params, lr in parts
+              for g in _split_norm(model, params, {"lr": lr}, norm_weight_decay)]  # fmt: skip
     optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
@@ -123,7 +154,6 @@ def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> to
     return x.to(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
 
 
-@torch.inference_mode()
 def evaluate_loss_and_map(
     model: nn.Module,
     loader,
@@ -132,30 +162,34 @@ def evaluate_loss_and_map(
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
 ) -> tuple[float, float]:
-    """Mean loss and macro mAP over a loader (probabilities gathered in float32 on the CPU).
+    """Mean loss and macro mAP over a loader (:func:`helpers.inference.run_model`: eval
+    mode, no gradients, logits gathered in float32 on the CPU, the model's mode restored).
 
-    Under DDP with a DistributedSampler each rank sees a shard: the logits and targets of
-    all ranks are gathered so that loss and mAP are those of the whole set, on every rank.
+    The loss is the mean of the per-batch losses weighted by batch size, batches as the
+    loader made them (a loss that depends on the batch, such as one rejecting a batch's
+    largest terms, sees the batches it saw before). Under DDP with a DistributedSampler each
+    rank sees a shard: the logits and targets of all ranks are gathered so that loss and
+    mAP are those of the whole set, on every rank.
     """
-    model.eval()
-    total, n, probs, targets, shard_logits = 0.0, 0, [], [], []
-    for x, y in loader:
-        x, y = _to_device(x, device, channels_last), y.to(device, non_blocking=True)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if channels_last and x.ndim == 4:
+            x = x.to(memory_format=torch.channels_last)
         with amp_autocast(device, amp_dtype):
-            logits = model(x)
-        total += loss_fn(logits.float(), y).item() * len(y)
-        n += len(y)
-        probs.append(torch.sigmoid(logits.float()).cpu())
-        targets.append(y.cpu())
-        if distributed.is_sharded(loader):
-            shard_logits.append(logits.float().cpu())
+            return model(x)
+
+    logits, targets = run_model(model, loader, device, forward=forward)
     if distributed.is_sharded(loader):  # mAP is not a mean of per-shard mAPs: gather first
         n_all = len(loader.sampler.dataset)
-        all_logits = distributed.gather(torch.cat(shard_logits), n_all)
-        all_targets = distributed.gather(torch.cat(targets), n_all)
-        loss = loss_fn(all_logits.to(device), all_targets.to(device)).item()
-        return loss, mean_average_precision(torch.sigmoid(all_logits), all_targets)
-    return total / n, mean_average_precision(torch.cat(probs), torch.cat(targets))
+        logits = distributed.gather(logits, n_all)
+        targets = distributed.gather(targets, n_all)
+        chunks = [(logits, targets)]
+    else:
+        size = getattr(loader, "batch_size", None) or len(logits)
+        chunks = list(zip(logits.split(size), targets.split(size), strict=True))
+    with torch.no_grad():
+        total = sum(loss_fn(z.to(device), y.to(device)).item() * len(y) for z, y in chunks)
+    return total / len(logits), mean_average_precision(torch.sigmoid(logits), targets)
 
 
 def _make_ema(model: nn.Module, decay: float | None):
