@@ -81,13 +81,12 @@ def val_map(model, loader, channels_last: bool) -> float:
 
 
 def build(recipe: dict, config: TrainConfig, steps_per_epoch: int):
-    """The recipe's model (seeded, channels_last if asked), AdamW and OneCycle as `fit`'s."""
+    """The recipe's model (seeded, in its memory format), optimizer and schedule."""
     torch.manual_seed(0)
     model = SmallCNN(width=recipe["width"], blocks=recipe["blocks"])
     if recipe["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
-    optimizer, scheduler = make_optimizer(model, config, steps_per_epoch)
-    return model, optimizer, scheduler
+    return (model, *make_optimizer(model, config, steps_per_epoch))
 
 
 def run(name: str, recipe: dict, splits: dict, eval_every: int, finish: bool) -> dict:
