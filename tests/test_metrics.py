@@ -4,7 +4,8 @@ import torch
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score
 from torch.utils.data import DataLoader, TensorDataset
 
-from helpers.metrics import mean_average_precision, per_label_report, predict_probs
+from helpers.inference import predict_probs
+from helpers.metrics import mean_average_precision, per_label_report
 
 # A hand-checkable example: 6 images, 3 labels, with ties and a label the model gets wrong.
 TARGETS = torch.tensor(

@@ -11,17 +11,9 @@ from PIL import Image
 from sklearn.metrics import average_precision_score, f1_score
 
 from helpers import voc
-from helpers.voc import (
-    VOC_CLASSES,
-    VOCMultiLabel,
-    VOCObject,
-    image_target,
-    parse_annotation,
-    voc_average_precision,
-    voc_label_report,
-    write_split,
-    write_voc_image,
-)
+from helpers.voc import VOC_CLASSES, VOCMultiLabel, VOCObject, image_target, parse_annotation
+from helpers.voc_layout import write_split, write_voc_image
+from helpers.voc_training import voc_average_precision, voc_label_report
 
 RNG = np.random.default_rng(0)
 
