@@ -308,16 +308,13 @@ def precision_recall_at(probs, targets, thresholds) -> pd.DataFrame:
     """
     x = check_scores(probs, "probs")
     y = check_targets(targets, x.shape)
-    t = torch.as_tensor(np.asarray(thresholds, dtype=np.float64))
-    # "never" is an infinite threshold: decided here until labels.apply_thresholds takes inf
-    finite = per_label_thresholds(torch.where(torch.isposinf(t), 1.0, t), x.shape[1], t.dtype)
-    never = torch.isposinf(t).expand(x.shape[1])
-    pred = apply_thresholds(x, finite)
-    pred[:, never] = 0
+    t = per_label_thresholds(torch.as_tensor(np.asarray(thresholds, dtype=np.float64)),
+                             x.shape[1], x.dtype)  # fmt: skip
+    pred = apply_thresholds(x, t)  # inf: the label is never predicted
     prf = precision_recall_f1(y, pred, zero_division=np.nan)
     return pd.DataFrame(
         {
-            "threshold": np.where(never.numpy(), np.inf, finite.numpy()),
+            "threshold": t.numpy(),
             "support": y.sum(0).numpy(),
             "predicted": pred.sum(0).numpy(),
             "precision": prf["precision"],

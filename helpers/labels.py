@@ -198,11 +198,16 @@ def check_scores_and_targets(
     return x, check_targets(targets, x.shape, vocab=vocab)
 
 
-def per_label_thresholds(thresholds, n_labels: int, dtype=torch.float32) -> torch.Tensor:
+def per_label_thresholds(
+    thresholds, n_labels: int, dtype=torch.float32, vocab: Sequence[str] | None = None
+) -> torch.Tensor:
     """One threshold (a number) or one per label -> a tensor of `n_labels` thresholds.
 
-    Refused: a wrong number of thresholds, more than one dimension, NaN, and values outside
-    [0, 1] (a threshold of 1.2 silently predicts nothing, NaN never predicts anything).
+    A threshold is a number in [0, 1], or ``inf`` (``float("inf")``): never predict this label
+    (a probability of 1.0 is still below it, whereas a threshold of 1 predicts it). Refused,
+    naming the label (its index, and its name when `vocab` is given) and the value: a wrong
+    number of thresholds, more than one dimension, NaN (it never predicts, silently), ``-inf``
+    and other values outside [0, 1] (1.2 silently predicts nothing: say ``inf``).
     `dtype` is the probabilities' dtype: the comparison happens in it.
     """
     if isinstance(thresholds, torch.Tensor):
@@ -215,19 +220,29 @@ def per_label_thresholds(thresholds, n_labels: int, dtype=torch.float32) -> torc
             f"got shape {tuple(t.shape)}"
         )
     t = t.to(dtype)
-    bad = ~((t >= 0) & (t <= 1))  # NaN fails both comparisons
+    bad = ~(((t >= 0) & (t <= 1)) | (t == float("inf")))  # NaN fails all
     if bad.any():
-        raise ValueError(f"thresholds must be in [0, 1]; got {t[bad].flatten()[:5].tolist()}")
+        j = int(torch.nonzero(bad.reshape(-1))[0])
+        label, count = "every label", ""
+        if t.ndim == 1:
+            label, count = f"label {j}", f" ({int(bad.sum())} bad of {t.numel()})"
+        if vocab is not None and t.ndim == 1 and j < len(vocab):
+            label += f" ({vocab[j]!r})"
+        raise ValueError(
+            f"thresholds must be in [0, 1], or inf for 'never predict'; {label} has "
+            f"{t.reshape(-1)[j].item()!r}{count}"
+        )
     return t.expand(n_labels).clone()
 
 
-def apply_thresholds(probs, thresholds=0.5) -> torch.Tensor:
+def apply_thresholds(probs, thresholds=0.5, vocab: Sequence[str] | None = None) -> torch.Tensor:
     """0/1 predictions: label j is predicted when ``probs[:, j] >= thresholds[j]``.
 
     The one place in ``helpers`` that turns probabilities into decisions: reports, tuning,
     calibration's precision promises, prediction, VOC reports, the plots, the widgets and
-    :func:`decode` all call it. `thresholds` is one
-    number for every label or one per label (:func:`per_label_thresholds`); `probs` must be
+    :func:`decode` all call it. `thresholds` is one number for every label or one per label
+    (:func:`per_label_thresholds`; ``inf`` never predicts its label; `vocab` names the label
+    in a refusal); `probs` must be
     probabilities (:func:`check_scores`). The comparison is ``>=``, as in scikit-learn's
     precision-recall curve, so a threshold tuned to equal a score keeps that score
     (torchmetrics uses ``>``: the two differ only for a score exactly equal to the
@@ -235,7 +250,8 @@ def apply_thresholds(probs, thresholds=0.5) -> torch.Tensor:
     float32(0.55) with float32 probabilities.
     """
     probs = check_scores(probs, "probs")
-    return (probs >= per_label_thresholds(thresholds, probs.shape[1], probs.dtype)).long()
+    t = per_label_thresholds(thresholds, probs.shape[1], probs.dtype, vocab)
+    return (probs >= t).long()
 
 
 def decode(scores: torch.Tensor, vocab: Sequence[str], threshold=0.5) -> list[list[str]]:
@@ -243,13 +259,14 @@ def decode(scores: torch.Tensor, vocab: Sequence[str], threshold=0.5) -> list[li
 
     A 1-D input is one image. Pass probabilities, not logits: a logit of 0.3 is a
     probability of 0.57, and values outside [0, 1] are refused (:func:`apply_thresholds`).
+    `threshold` is one number or one per label; ``inf`` never decodes its label.
     """
     scores = torch.as_tensor(scores)
     if scores.ndim == 1:
         scores = scores.unsqueeze(0)
     if scores.ndim == 2 and scores.shape[1] != len(vocab):
         raise ValueError(f"scores have {scores.shape[1]} columns but vocab has {len(vocab)} names")
-    pred = apply_thresholds(scores, threshold)
+    pred = apply_thresholds(scores, threshold, vocab)
     return [[vocab[j] for j in torch.nonzero(row).flatten().tolist()] for row in pred]
 
 

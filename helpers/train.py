@@ -6,6 +6,9 @@ channels_last, a OneCycle learning-rate step per batch, an optional EMA of the w
 clear stop when the loss becomes NaN. `evaluate_loss_and_map` validates. `fit` drives the
 two, epoch after epoch, and keeps a history table and checkpoints (helpers.checkpoint) that
 resume exactly, or refuse to resume a different run.
+
+Chapter 4 prints `train_one_epoch` whole and chapter 9 prints `fit`: their lines should fit
+the page's 79 columns (`train_one_epoch` does; `fit` does not yet).
 """
 
 from __future__ import annotations
@@ -206,31 +209,22 @@ def train_one_epoch(
     device: torch.device,
     ema=None,
 ) -> dict:
-    """One pass over `loader`, one optimizer step per batch; the epoch's loss, lr and speed.
-
-    `model` may be wrapped in DDP; the loss and image count are then summed over all ranks.
+    """One pass over `loader`, one optimizer step per batch; the epoch's loss,
+    learning rate and speed. `model` may be wrapped in DDP; the loss and image
+    count are then summed over all ranks.
     """
     amp_dtype, _ = amp_settings(device, config.amp)
     _seed_epoch(loader, config.seed, epoch)
     model.train()
     start, seen, total_loss = time.perf_counter(), 0, 0.0
-    batches = tqdm(
-        iter(loader),  # start the loader here, right after seeding, whatever wraps it
-        total=len(loader),
-        desc=f"epoch {epoch + 1}/{config.epochs}",
-        disable=not (config.progress and distributed.is_main()),
-        leave=False,
-    )
-    for step, (x, y) in enumerate(batches):
-        x, y = _to_device(x, device, config.channels_last), y.to(device, non_blocking=True)
+    for step, (x, y) in enumerate(_progress_bar(loader, epoch, config)):
+        x = _to_device(x, device, config.channels_last)
+        y = y.to(device, non_blocking=True)
         with amp_autocast(device, amp_dtype):
             logits = model(x)
-        loss = loss_fn(logits.float(), y)  # the loss in fp32: sigmoid/log are precision-hungry
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}: stopping. "
-                "Lower the learning rate or check the inputs; " + _last_good(config)
-            )
+        loss = loss_fn(logits.float(), y)  # in fp32: log needs the precision
+        if not torch.isfinite(loss):  # stop before NaN reaches the weights
+            raise _diverged(loss, epoch, step, config)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if config.grad_clip is not None:
@@ -244,17 +238,31 @@ def train_one_epoch(
         total_loss += loss.item() * len(y)
         seen += len(y)
     seconds = time.perf_counter() - start
-    total_loss, seen = distributed.all_sum(total_loss, seen)  # all ranks' batches
-    distributed.sync_buffers(distributed.unwrap(model))  # batch-norm statistics: rank 0's
+    total_loss, seen = distributed.all_sum(total_loss, seen)  # all ranks
+    distributed.sync_buffers(distributed.unwrap(model))  # rank 0's BN stats
     if ema is not None:
         distributed.sync_buffers(ema.module)  # its averaged statistics too
-    lr = scheduler.get_last_lr()[0]
-    return {
-        "train_loss": total_loss / seen,
-        "lr": lr,
-        "seconds": seconds,
-        "img_per_s": seen / seconds,
-    }
+    row = {"train_loss": total_loss / seen, "lr": scheduler.get_last_lr()[0]}
+    return row | {"seconds": seconds, "img_per_s": seen / seconds}
+
+
+def _progress_bar(loader, epoch: int, config: TrainConfig):
+    """The loader's batches behind a tqdm bar (on rank 0, with ``config.progress``)."""
+    return tqdm(
+        iter(loader),  # start the loader here, right after seeding, whatever wraps it
+        total=len(loader),
+        desc=f"epoch {epoch + 1}/{config.epochs}",
+        disable=not (config.progress and distributed.is_main()),
+        leave=False,
+    )
+
+
+def _diverged(loss: torch.Tensor, epoch: int, step: int, config: TrainConfig) -> Exception:
+    """The error that stops a run whose loss is NaN or infinite, naming where it happened."""
+    return FloatingPointError(
+        f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}: stopping. "
+        "Lower the learning rate or check the inputs; " + _last_good(config)
+    )
 
 
 def _run_record(model: nn.Module, train_loader, loss_fn) -> dict:
@@ -340,7 +348,10 @@ def _check_resumable(state: dict, config: TrainConfig, run: dict) -> None:
 
 
 def _resume(parts: dict, config: TrainConfig, run: dict, device: torch.device) -> tuple[int, list]:
-    """Load `config.checkpoint` into `parts` (model, optimizer, ...); the next epoch, history."""
+    """The first epoch to run and the history so far: (0, []) unless `config.checkpoint` is
+    a file, which is then loaded into `parts` (model, optimizer, ...) if it fits this run."""
+    if not (config.checkpoint and Path(config.checkpoint).exists()):
+        return 0, []
     state = load_checkpoint(config.checkpoint, device)
     _check_resumable(state, config, run)
     for name, part in parts.items():
@@ -378,9 +389,7 @@ def fit(
     ema = _make_ema(model, config.ema_decay)  # None unless config.ema_decay is set
     parts = dict(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, ema=ema)
     run = _run_record(model, train_loader, loss_fn)
-    start_epoch, history = 0, []
-    if config.checkpoint and Path(config.checkpoint).exists():
-        start_epoch, history = _resume(parts, config, run, device)
+    start_epoch, history = _resume(parts, config, run, device)  # (0, []) unless resuming
 
     wrapped = distributed.wrap(model, device)  # under torchrun: DDP, which all-reduces gradients
     validated = model if ema is None else ema.module  # with EMA: validate the averaged weights
