@@ -285,6 +285,26 @@ def _deal_once(
     return k, order[slots] if pool else np.zeros((0, max_digits), dtype=np.int64)
 
 
+def _pick_digits(
+    k: np.ndarray,
+    digit_labels: torch.Tensor,
+    max_digits: int,
+    rng: np.random.Generator,
+    digit_weights: tuple[float, ...] | None,
+    replace: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The digit images of each canvas (canvases x max_digits), and the kept k."""
+    n, pool = len(k), len(digit_labels)
+    if not replace:
+        if digit_weights is not None:
+            raise ValueError("digit_weights needs replace=True (weights re-draw digit images)")
+        return _deal_once(k, pool, max_digits, rng)
+    if digit_weights is None:
+        return k, rng.integers(0, pool, size=(n, max_digits))
+    probs = _image_probs(digit_labels, digit_weights)
+    return k, rng.choice(pool, size=(n, max_digits), p=probs)
+
+
 def compose_canvases(
     digit_images: torch.Tensor,
     digit_labels: torch.Tensor,
@@ -310,17 +330,8 @@ def compose_canvases(
     per_side = check_fits(canvas, size, min_digits, max_digits)
     cell = canvas // per_side
     k = rng.integers(min_digits, max_digits + 1, size=n)
-    if not replace:
-        if digit_weights is not None:
-            raise ValueError("digit_weights needs replace=True (weights re-draw digit images)")
-        k, pick = _deal_once(k, len(digit_images), max_digits, rng)
-        n = len(k)
-    elif digit_weights is None:
-        pick = rng.integers(0, len(digit_images), size=(n, max_digits))
-    else:
-        pick = rng.choice(
-            len(digit_images), size=(n, max_digits), p=_image_probs(digit_labels, digit_weights)
-        )
+    k, pick = _pick_digits(k, digit_labels, max_digits, rng, digit_weights, replace)
+    n = len(k)
     cells = np.argsort(rng.random((n, per_side**2)), axis=1)[:, :max_digits]
     jitter = rng.integers(0, cell - size + 1, size=(n, max_digits, 2))
 
