@@ -1,9 +1,15 @@
-"""Label vocabularies, multi-hot encoding and label statistics.
+"""Label vocabularies, multi-hot encoding, label statistics, and the rules every helper
+shares about scores, targets and thresholds.
 
 A multi-label target is a set of names per image. Models want a fixed-length 0/1 vector
-(a *multi-hot* vector), so everything here converts between the two and measures what a
-set of targets looks like (how often each label occurs, how many labels an image has,
-which labels appear together).
+(a *multi-hot* vector), so this module converts between the two and measures what a set of
+targets looks like (how often each label occurs, how many labels an image has, which labels
+appear together).
+
+It is also the one owner of three rules, so that every module refuses the same inputs with
+the same words and decides the same way: what scores may be (:func:`check_scores`), what
+targets may be (:func:`check_targets`: 0/1, or soft, or with unknowns, as the caller says),
+and how a probability becomes a decision (:func:`apply_thresholds`, ``>=``).
 """
 
 from __future__ import annotations
@@ -52,7 +58,8 @@ def multi_hot(label_sets: LabelSets, vocab: Sequence[str]) -> torch.Tensor:
     """
     index = {name: i for i, name in enumerate(vocab)}
     if len(index) != len(vocab):
-        raise ValueError("vocab contains duplicate names")
+        twice = sorted({str(n) for n in vocab if list(vocab).count(n) > 1})
+        raise ValueError(f"vocab contains duplicate names: {twice}")
     label_sets = list(label_sets)
     out = torch.zeros(len(label_sets), len(vocab))
     for row, labels in enumerate(label_sets):
@@ -107,6 +114,8 @@ def check_scores(
     distinct float64 scores into ties); integers and booleans become float64 (exact),
     float16/bfloat16 float32.
     """
+    if not isinstance(scores, torch.Tensor):  # Python floats are float64: keep them so
+        scores = np.asarray(scores)
     x = torch.as_tensor(scores).detach().cpu()
     if x.ndim != 2:
         raise ValueError(
@@ -174,17 +183,14 @@ def check_targets(
         first = tuple(int(v) for v in torch.nonzero(bad)[0])
         where = _where(first, vocab) if y.ndim in (1, 2) else f"index {first}"
         found = sorted({float(v) for v in y[bad].flatten()[:1000].tolist()}, key=str)[:5]
-        allowed = "in [0, 1]" if soft else "0 or 1 (multi-hot)"
-        hint = (
-            ""
-            if soft
-            else " Soft or smoothed targets cannot be scored as right or wrong: "
-            "threshold them first if you mean to"
-        )
+        if soft:
+            allowed = "in [0, 1] or NaN (unknown)" if unknown else "in [0, 1]"
+        else:
+            allowed = "0, 1 or NaN (unknown)" if unknown else "0 or 1 (multi-hot)"
+        hint = "" if soft else " Soft targets have no right or wrong: threshold them first"
         raise ValueError(
-            f"{name} must be {allowed}{' or NaN (unknown)' if unknown else ''}; "
-            f"{int(bad.sum())} of {y.numel()} values are not (first at {where}: "
-            f"{y[first].item()!r}; found {found}).{hint}"
+            f"{name} must be {allowed}; {int(bad.sum())} of {y.numel()} values are not "
+            f"(first at {where}: {y[first].item()!r}; found {found}).{hint}"
         )
     return y.float() if soft or unknown else y.long()
 
@@ -249,7 +255,7 @@ def apply_thresholds(probs, thresholds=0.5, vocab: Sequence[str] | None = None) 
     threshold). It is made in the dtype of `probs`: a threshold of 0.55 is compared as
     float32(0.55) with float32 probabilities.
     """
-    probs = check_scores(probs, "probs")
+    probs = check_scores(probs, "probs", vocab=vocab)
     t = per_label_thresholds(thresholds, probs.shape[1], probs.dtype, vocab)
     return (probs >= t).long()
 

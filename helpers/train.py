@@ -87,8 +87,30 @@ def amp_autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+_NORM_LAYERS = (
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.LayerNorm,
+    nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.LocalResponseNorm,
+)  # fmt: skip  # the normalisation layers torchvision's reference scripts single out
+
+
+def _split_norm(model: nn.Module, params: list, group: dict, norm_weight_decay) -> list[dict]:
+    """`group` (with `params`) as given, or split in two: the normalisation layers' weights
+    and biases with ``norm_weight_decay``, the rest as before."""
+    if norm_weight_decay is None:
+        return [{**group, "params": params}]
+    in_norm = {id(p) for m in model.modules() if isinstance(m, _NORM_LAYERS)
+               for p in m.parameters(recurse=False)}  # fmt: skip
+    norm = [p for p in params if id(p) in in_norm]
+    rest = [p for p in params if id(p) not in in_norm]
+    split = [{**group, "params": rest}] if rest else []
+    return split + ([{**group, "params": norm, "weight_decay": norm_weight_decay}] if norm else [])
+
+
 def make_optimizer(
-    model: nn.Module, config: TrainConfig, steps_per_epoch: int
+    model: nn.Module,
+    config: TrainConfig,
+    steps_per_epoch: int,
+    norm_weight_decay: float | None = None,
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.OneCycleLR]:
     """AdamW and a OneCycle schedule over the whole run, stepped once per batch.
 
@@ -99,17 +121,25 @@ def make_optimizer(
     Frozen parameters (``requires_grad=False``) are left out. With ``config.head`` set, the
     head trains at ``lr`` and the (pretrained) rest at ``lr * config.backbone_lr_ratio``:
     fine-tuning should nudge ImageNet features, not overwrite them with a fresh head's noise.
+
+    ``norm_weight_decay`` is torchvision's option of the same name (its classification
+    reference trains with ``--norm-weight-decay 0.0``): a weight decay for the weights and
+    biases of normalisation layers (batch, layer, group, instance norm), which only scale and
+    shift and gain nothing from being pulled towards zero. ``None`` (the default, and what
+    `fit` uses) decays every parameter by ``config.weight_decay``, as before.
     """
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if config.head is None:
-        groups = [{"params": [p for _, p in trainable], "lr": config.lr}]
+        parts = [([p for _, p in trainable], config.lr)]
     else:
         model.get_submodule(config.head)  # a wrong name fails here, not silently
         head = [p for n, p in trainable if n.startswith(config.head + ".")]
         backbone = [p for n, p in trainable if not n.startswith(config.head + ".")]
-        groups = [{"params": head, "lr": config.lr}]
+        parts = [(head, config.lr)]
         if backbone:
-            groups.append({"params": backbone, "lr": config.lr * config.backbone_lr_ratio})
+            parts.append((backbone, config.lr * config.backbone_lr_ratio))
+    groups = [g for params, lr in parts
+              for g in _split_norm(model, params, {"lr": lr}, norm_weight_decay)]  # fmt: skip
     optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
@@ -142,7 +172,10 @@ def evaluate_loss_and_map(
     mAP are those of the whole set, on every rank.
     """
 
+    sizes = []  # each batch's size: the loss is computed over the same batches
+
     def forward(x: torch.Tensor) -> torch.Tensor:
+        sizes.append(len(x))
         if channels_last and x.ndim == 4:
             x = x.to(memory_format=torch.channels_last)
         with amp_autocast(device, amp_dtype):
@@ -155,8 +188,7 @@ def evaluate_loss_and_map(
         targets = distributed.gather(targets, n_all)
         chunks = [(logits, targets)]
     else:
-        size = getattr(loader, "batch_size", None) or len(logits)
-        chunks = list(zip(logits.split(size), targets.split(size), strict=True))
+        chunks = list(zip(logits.split(sizes), targets.split(sizes), strict=True))
     with torch.no_grad():
         total = sum(loss_fn(z.to(device), y.to(device)).item() * len(y) for z, y in chunks)
     return total / len(logits), mean_average_precision(torch.sigmoid(logits), targets)

@@ -1,10 +1,15 @@
 """The map in helpers/__init__.py is the truth: every module is on it, imports go the declared
-way, private names stay private, and every public name has a user.
+way (up the table, exactly as the may-import column says), a module made for one chapter
+serves that chapter only, private names stay private, every public name has a user, and
+`__all__` lists what a module defines. The map's words are held where a test can hold
+them: no chapter glues a number made by a drawing module, and no function in helpers/ or
+scripts/ is longer than 50 lines.
 
 Each failure message says what to change and where, so fixing it takes a minute.
 """
 
 import ast
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -339,4 +344,56 @@ def test_every_function_fits_on_one_screen():
     offenders = long_functions()
     assert not offenders, (
         f"functions longer than {MAX_FUNCTION_LINES} lines (split them):\n" + "\n".join(offenders)
+    )
+
+
+DRAWING = ("plots", "widgets")
+
+
+def glued_from_drawing(sources: list[str]) -> list[str]:
+    """Names a chapter binds from a call into ``plots`` or ``widgets`` and then passes to
+    ``glue`` or an ``assert``: a number reported out of a module that only draws."""
+    valid = []
+    for source in sources:
+        with contextlib.suppress(SyntaxError):  # a cell that shows broken code on purpose
+            valid.append(ast.parse(source))
+    drawing, bound = set(), set()
+    for tree in valid:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module in {
+                f"helpers.{m}" for m in DRAWING
+            }:
+                drawing |= {a.asname or a.name for a in node.names}
+    for tree in valid:
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Assign)
+                and isinstance(node.value, ast.Call)
+                and getattr(node.value.func, "id", None) in drawing
+            ):
+                bound |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    found = []
+    for tree in valid:
+        for node in ast.walk(tree):
+            checked = None
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "glue":
+                checked = node.args[1:] + [k.value for k in node.keywords]
+            elif isinstance(node, ast.Assert):
+                checked = [node.test]
+            for part in checked or []:
+                found += [n.id for n in ast.walk(part) if isinstance(n, ast.Name) and n.id in bound]
+    return sorted(set(found))
+
+
+def test_nothing_a_chapter_glues_comes_from_a_drawing_module():
+    """The map's words: plots and widgets only draw, so no glued or asserted number comes
+    out of them (compute it with the module that owns it, then draw it)."""
+    wrong = [
+        f"{path}: {', '.join(names)}"
+        for path, sources in chapter_sources().items()
+        if (names := glued_from_drawing(sources))
+    ]
+    assert not wrong, (
+        "chapters glue or assert values made by helpers.plots / helpers.widgets:\n"
+        + "\n".join(wrong)
     )
