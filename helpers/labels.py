@@ -211,7 +211,7 @@ def per_label_thresholds(
 
     A threshold is a number in [0, 1], or ``inf`` (``float("inf")``): never predict this label
     (a probability of 1.0 is still below it, whereas a threshold of 1 predicts it). Refused,
-    naming the label (its index, and its name when `vocab` is given) and the value: a wrong
+    naming the label (its column, and its name when `vocab` is given) and the value: a wrong
     number of thresholds, more than one dimension, NaN (it never predicts, silently), ``-inf``
     and other values outside [0, 1] (1.2 silently predicts nothing: say ``inf``).
     `dtype` is the probabilities' dtype: the comparison happens in it.
@@ -230,10 +230,9 @@ def per_label_thresholds(
     if bad.any():
         j = int(torch.nonzero(bad.reshape(-1))[0])
         label, count = "every label", ""
-        if t.ndim == 1:
-            label, count = f"label {j}", f" ({int(bad.sum())} bad of {t.numel()})"
-        if vocab is not None and t.ndim == 1 and j < len(vocab):
-            label += f" ({vocab[j]!r})"
+        if t.ndim == 1:  # "label 'dog' (column 1)" with a vocabulary, as check_scores says
+            label = _where((j,), vocab) if vocab is not None else f"label {j}"
+            count = f" ({int(bad.sum())} bad of {t.numel()})"
         raise ValueError(
             f"thresholds must be in [0, 1], or inf for 'never predict'; {label} has "
             f"{t.reshape(-1)[j].item()!r}{count}"
@@ -248,12 +247,11 @@ def apply_thresholds(probs, thresholds=0.5, vocab: Sequence[str] | None = None) 
     calibration's precision promises, prediction, VOC reports, the plots, the widgets and
     :func:`decode` all call it. `thresholds` is one number for every label or one per label
     (:func:`per_label_thresholds`; ``inf`` never predicts its label; `vocab` names the label
-    in a refusal); `probs` must be
-    probabilities (:func:`check_scores`). The comparison is ``>=``, as in scikit-learn's
-    precision-recall curve, so a threshold tuned to equal a score keeps that score
-    (torchmetrics uses ``>``: the two differ only for a score exactly equal to the
-    threshold). It is made in the dtype of `probs`: a threshold of 0.55 is compared as
-    float32(0.55) with float32 probabilities.
+    in a refusal); `probs` must be probabilities (:func:`check_scores`). The comparison is
+    ``>=``, as in scikit-learn's precision-recall curve, so a threshold tuned to equal a
+    score keeps that score (torchmetrics uses ``>``: the two differ only for a score exactly
+    equal to the threshold). It is made in the dtype of `probs`: a threshold of 0.55 is
+    compared as float32(0.55) with float32 probabilities.
     """
     probs = check_scores(probs, "probs", vocab=vocab)
     t = per_label_thresholds(thresholds, probs.shape[1], probs.dtype, vocab)

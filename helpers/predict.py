@@ -260,7 +260,7 @@ def _thresholds_from_file(values: list, vocab: list[str]) -> torch.Tensor:
         elif isinstance(x, (int, float)) and not isinstance(x, bool) and not math.isinf(x):
             numbers.append(x)
         else:  # inf too: the file has one way to say "never", so an edited inf is a fault
-            raise ValueError(f"label {j} ({vocab[j]!r}) has {x!r}")
+            raise ValueError(f"label {vocab[j]!r} (column {j}) has {x!r}")
     return per_label_thresholds(numbers, len(vocab), torch.float64, vocab).float()
 
 

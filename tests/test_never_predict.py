@@ -47,10 +47,10 @@ def test_a_threshold_of_1_predicts_a_certain_label_but_inf_does_not():
 @pytest.mark.parametrize(
     ("thresholds", "match"),
     [
-        ([0.5, float("nan"), 0.5], r"label 1 \('dog'\) has nan"),
-        ([0.5, 0.5, -math.inf], r"label 2 \('bird'\) has -inf"),
-        ([1.5, 0.5, 0.5], r"label 0 \('cat'\) has 1\.5"),
-        ([0.5, -0.25, 2.0], r"label 1 \('dog'\) has -0\.25 \(2 bad of 3\)"),
+        ([0.5, float("nan"), 0.5], r"label 'dog' \(column 1\) has nan"),
+        ([0.5, 0.5, -math.inf], r"label 'bird' \(column 2\) has -inf"),
+        ([1.5, 0.5, 0.5], r"label 'cat' \(column 0\) has 1\.5"),
+        ([0.5, -0.25, 2.0], r"label 'dog' \(column 1\) has -0\.25 \(2 bad of 3\)"),
     ],
 )
 def test_refusals_name_the_label_and_the_value(thresholds, match):
@@ -107,11 +107,11 @@ def _edited(tmp_path, thresholds):
 @pytest.mark.parametrize(
     ("thresholds", "match"),
     [
-        (["sometimes", 0.5, 0.5], r"label 0 \('cat'\) has 'sometimes'"),
-        ([0.5, 1.0000001, 0.5], r"label 1 \('dog'\) has 1\.0000001"),
-        ([0.5, 0.5, -math.inf], r"label 2 \('bird'\) has -inf"),
-        ([0.5, True, 0.5], r"label 1 \('dog'\) has True"),
-        ([math.inf, 0.5, 0.5], r"label 0 \('cat'\) has inf"),  # the file says "never"
+        (["sometimes", 0.5, 0.5], r"label 'cat' \(column 0\) has 'sometimes'"),
+        ([0.5, 1.0000001, 0.5], r"label 'dog' \(column 1\) has 1\.0000001"),
+        ([0.5, 0.5, -math.inf], r"label 'bird' \(column 2\) has -inf"),
+        ([0.5, True, 0.5], r"label 'dog' \(column 1\) has True"),
+        ([math.inf, 0.5, 0.5], r"label 'cat' \(column 0\) has inf"),  # the file says "never"
     ],
 )
 def test_a_file_with_a_bad_threshold_is_refused_naming_label_and_value(tmp_path, thresholds, match):
@@ -122,5 +122,5 @@ def test_a_file_with_a_bad_threshold_is_refused_naming_label_and_value(tmp_path,
 
 
 def test_saving_refuses_a_bad_threshold_naming_the_label(tmp_path):
-    with pytest.raises(ValueError, match=r"label 2 \('bird'\) has nan"):
+    with pytest.raises(ValueError, match=r"label 'bird' \(column 2\) has nan"):
         _saved(tmp_path, [0.5, 0.5, float("nan")])
