@@ -86,6 +86,15 @@ def build(recipe: dict, config: TrainConfig, steps_per_epoch: int):
     return model, optimizer, scheduler
 
 
+def build(recipe: dict, config: TrainConfig, steps_per_epoch: int):
+    """The recipe's model (seeded, in its memory format), optimizer and schedule."""
+    torch.manual_seed(0)
+    model = SmallCNN(width=recipe["width"], blocks=recipe["blocks"])
+    if recipe["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    return (model, *make_optimizer(model, config, steps_per_epoch))
+
+
 def run(name: str, recipe: dict, splits: dict, eval_every: int, finish: bool) -> dict:
     """Train one recipe; CPU seconds to TARGET (None if never) and the final mAPs."""
     train = splits[recipe["n_train"]]["train"]
