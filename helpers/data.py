@@ -211,6 +211,12 @@ class MultiDigitConfig:
     # Relative frequency of each digit 0-9 when digits are drawn (None: uniform). Use it to
     # make a long-tailed data set, e.g. (1, 1, 1, 1, 1, 1, 1, 0.1, 0.05, 0.02).
     digit_weights: tuple[float, ...] | None = None
+    # Share of the source's training digits held out for validation canvases.
+    val_fraction: float = 0.15
+    # True: validation and test canvases use each digit image at most once (statistics that
+    # assume independent images, chapter 12); n_val and n_test are then upper limits, and
+    # a split gets fewer canvases when its digits run out (about pool / 2.5 for 1-4 digits).
+    held_out_once: bool = False
 
 
 class MultiDigit(Dataset):
@@ -263,6 +269,42 @@ def _image_probs(labels: torch.Tensor, weights: tuple[float, ...]) -> np.ndarray
     return p / p.sum()
 
 
+def _deal_once(
+    k: np.ndarray, pool: int, max_digits: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Deal a shuffled pool of `pool` digit images, k[i] to canvas i, none twice.
+
+    Canvases stop at the last one whose digits fit. Returns the kept k and the picks
+    (canvases x max_digits; entries past k[i] are unused).
+    """
+    order = rng.permutation(pool)
+    ends = np.cumsum(k)
+    k = k[: int(np.searchsorted(ends, pool, side="right"))]
+    starts = ends[: len(k)] - k
+    slots = np.minimum(starts[:, None] + np.arange(max_digits), max(pool - 1, 0))
+    return k, order[slots] if pool else np.zeros((0, max_digits), dtype=np.int64)
+
+
+def _pick_digits(
+    k: np.ndarray,
+    digit_labels: torch.Tensor,
+    max_digits: int,
+    rng: np.random.Generator,
+    digit_weights: tuple[float, ...] | None,
+    replace: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The digit images of each canvas (canvases x max_digits), and the kept k."""
+    n, pool = len(k), len(digit_labels)
+    if not replace:
+        if digit_weights is not None:
+            raise ValueError("digit_weights needs replace=True (weights re-draw digit images)")
+        return _deal_once(k, pool, max_digits, rng)
+    if digit_weights is None:
+        return k, rng.integers(0, pool, size=(n, max_digits))
+    probs = _image_probs(digit_labels, digit_weights)
+    return k, rng.choice(pool, size=(n, max_digits), p=probs)
+
+
 def compose_canvases(
     digit_images: torch.Tensor,
     digit_labels: torch.Tensor,
@@ -272,11 +314,14 @@ def compose_canvases(
     max_digits: int,
     rng: np.random.Generator,
     digit_weights: tuple[float, ...] | None = None,
+    replace: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Paste 1..k randomly chosen digits into distinct cells of a grid on each canvas.
 
     The grid has ``canvas // 28`` cells a side; each digit is jittered inside its cell, and
     overlapping strokes are merged with a max, as ink would be.
+    ``replace=False`` uses each digit image at most once, over all canvases: it returns
+    fewer than `n` canvases when the digits run out.
     Returns uint8 images (n, 1, canvas, canvas) and int64 digit counts (n, 10).
     """
     if n < 0:
@@ -285,12 +330,8 @@ def compose_canvases(
     per_side = check_fits(canvas, size, min_digits, max_digits)
     cell = canvas // per_side
     k = rng.integers(min_digits, max_digits + 1, size=n)
-    if digit_weights is None:
-        pick = rng.integers(0, len(digit_images), size=(n, max_digits))
-    else:
-        pick = rng.choice(
-            len(digit_images), size=(n, max_digits), p=_image_probs(digit_labels, digit_weights)
-        )
+    k, pick = _pick_digits(k, digit_labels, max_digits, rng, digit_weights, replace)
+    n = len(k)
     cells = np.argsort(rng.random((n, per_side**2)), axis=1)[:, :max_digits]
     jitter = rng.integers(0, cell - size + 1, size=(n, max_digits, 2))
 
@@ -313,8 +354,10 @@ def make_multi_digit(
 ) -> dict[str, MultiDigit]:
     """Train, validation and test splits of multi-digit images.
 
-    Validation canvases use digits held out of the training pool (15%, stratified), test
-    canvases use the source's own test digits: no handwritten digit appears in two splits.
+    Validation canvases use digits held out of the training pool (`val_fraction`, 15% by
+    default, stratified), test canvases use the source's own test digits: no handwritten
+    digit appears in two splits. With ``held_out_once`` no digit appears twice in
+    validation or test either (see `MultiDigitConfig`).
     """
     from sklearn.model_selection import train_test_split
 
@@ -325,7 +368,7 @@ def make_multi_digit(
     check_fits(config.canvas, source.train_images.shape[-1], config.min_digits, config.max_digits)
     tr_idx, va_idx = train_test_split(
         np.arange(len(source.train_labels)),
-        test_size=0.15,
+        test_size=config.val_fraction,
         stratify=source.train_labels.numpy(),
         random_state=config.seed,
     )
@@ -346,6 +389,7 @@ def make_multi_digit(
             config.max_digits,
             rng,
             config.digit_weights,
+            replace=split == "train" or not config.held_out_once,
         )
         targets = (counts > 0).float()
         splits[split] = MultiDigit(canvases, targets, counts, source.name)

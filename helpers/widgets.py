@@ -358,7 +358,8 @@ def precision_promise_explorer(
         continuous_update=False,
     )  # fmt: skip
     rules = {"naive": None, f"Clopper-Pearson {confidence:.0%}": confidence}
-    rule = w.ToggleButtons(options=list(rules))
+    # "auto": each button as wide as its label (the default width cuts "Clopper-Pearson 95%")
+    rule = w.ToggleButtons(options=list(rules), style={"button_width": "auto"})
     output = w.HTML()
 
     def update(_=None):

@@ -275,7 +275,9 @@ def test_precision_recall_at_matches_sklearn_and_gives_nan_for_no_predictions():
         assert table.loc[j, "precision"] == pytest.approx(precision_score(y[:, j], pred[:, j]))
         assert table.loc[j, "recall"] == pytest.approx(recall_score(y[:, j], pred[:, j]))
     assert np.isnan(table.loc[2, "precision"]) and table.loc[2, "recall"] == 0
-    assert table.loc[2, "predicted"] == 0
+    assert table.loc[2, "predicted"] == 0 and table.loc[2, "threshold"] == np.inf
+    with pytest.raises(ValueError, match="label 2 has 2.0"):  # 'never' is inf, not 2
+        precision_recall_at(p, y, np.array([0.3, 0.7, 2.0]))
 
 
 def test_threshold_functions_refuse_bad_input():

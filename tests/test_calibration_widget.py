@@ -47,3 +47,11 @@ def test_explorer_updates_when_the_slider_or_rule_moves():
     rule.value = rule.options[1]
     expected = precision_promise_table(VAL_P, VAL_Y, TEST_P, TEST_Y, VOCAB, 0.8, 0.95)
     assert output.value == render_promise_html(expected, 0.8, 0.95)
+
+
+def test_explorer_rule_buttons_fit_their_labels():
+    """The rule buttons size to their labels: the default width cuts 'Clopper-Pearson 95%'."""
+    box = precision_promise_explorer(VAL_P, VAL_Y, TEST_P, TEST_Y, VOCAB, target=0.7)
+    rule = box.children[0].children[1]
+    assert rule.options[1] == "Clopper-Pearson 95%"
+    assert rule.style.button_width == "auto"

