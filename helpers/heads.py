@@ -115,15 +115,17 @@ class CSRAHead(nn.Module):
         return self.classifier(x).flatten(2) / norm[None, :, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        score = self.class_scores(x)
-        base = score.mean(dim=2)
-        if math.isinf(self.temperature):
+        score = self.class_scores(x)  # (B, n_labels, H*W)
+        base = score.mean(dim=2)  # average pooling
+        if math.isinf(self.temperature):  # the official code's T == 99
             attention = score.amax(dim=2)
         else:
-            attention = (score * self._attention_weights(score)).sum(dim=2)
+            weights = torch.softmax(self._scaled(score), dim=2)
+            attention = (score * weights).sum(dim=2)
         return base + self.lam * attention
 
-    def _attention_weights(self, score: torch.Tensor) -> torch.Tensor:
+    def _scaled(self, score: torch.Tensor) -> torch.Tensor:
+        """T * score, refused where it overflows (softmax would give NaN)."""
         scaled = score * self.temperature
         if not torch.isfinite(scaled).all() and torch.isfinite(score).all():
             top = score.abs().max().item()
@@ -131,7 +133,7 @@ class CSRAHead(nn.Module):
                 f"temperature {self.temperature} times a class score of {top:.3g} overflows "
                 f"{score.dtype}; use a smaller temperature or math.inf for the max"
             )
-        return torch.softmax(scaled, dim=2)
+        return scaled
 
 
 def sine_positions(height: int, width: int, dim: int) -> torch.Tensor:
