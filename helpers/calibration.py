@@ -243,8 +243,14 @@ def clopper_pearson_lower(successes, trials, confidence: float = 0.95) -> np.nda
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1); got {confidence}")
     k, n = np.asarray(successes, dtype=np.float64), np.asarray(trials, dtype=np.float64)
-    if (k < 0).any() or (k > n).any() or (k != np.round(k)).any() or (n != np.round(n)).any():
-        raise ValueError("successes and trials must be whole numbers with 0 <= successes <= trials")
+    k, n = np.broadcast_arrays(k, n)
+    bad = (k < 0) | (k > n) | (k != np.round(k)) | (n != np.round(n))
+    if bad.any():
+        i = tuple(np.argwhere(bad)[0]) if bad.ndim else ()
+        raise ValueError(
+            "successes and trials must be whole numbers with 0 <= successes <= trials; "
+            f"got {k[i]:g} of {n[i]:g}" + (f" at index {i[0]}" if len(i) == 1 else "")
+        )
     with np.errstate(invalid="ignore"):
         bound = beta.ppf(1 - confidence, k, n - k + 1)
     return np.where(k > 0, bound, 0.0)

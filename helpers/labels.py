@@ -58,7 +58,8 @@ def multi_hot(label_sets: LabelSets, vocab: Sequence[str]) -> torch.Tensor:
     """
     index = {name: i for i, name in enumerate(vocab)}
     if len(index) != len(vocab):
-        raise ValueError("vocab contains duplicate names")
+        twice = sorted({str(n) for n in vocab if list(vocab).count(n) > 1})
+        raise ValueError(f"vocab contains duplicate names: {twice}")
     label_sets = list(label_sets)
     out = torch.zeros(len(label_sets), len(vocab))
     for row, labels in enumerate(label_sets):

@@ -45,6 +45,7 @@ from torch import nn
 
 from helpers.checkpoint import load_checkpoint, save_checkpoint
 from helpers.folder import image_to_tensor, load_image
+from helpers.inference import run_model
 from helpers.labels import apply_thresholds, check_scores, per_label_thresholds
 from helpers.models import SmallCNN, resnet_multilabel
 
@@ -430,19 +431,17 @@ def preprocess(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
 # --- Prediction -------------------------------------------------------------------------------
 
 
-@torch.inference_mode()
 def predict_tensor(classifier: Classifier, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Probabilities (N, labels) for a batch of preprocessed images, on the CPU in float32.
 
-    ``inference_mode`` stores no autograd information (less memory, a little faster than
-    ``no_grad``); the model runs in eval mode on the classifier's device, in batches.
+    The model runs on the classifier's device, in batches, through
+    :func:`helpers.inference.run_model` (eval mode, no gradients, its mode restored).
     """
-    classifier.model.eval()
-    out = [
-        torch.sigmoid(classifier.model(x[i : i + batch_size].to(classifier.device))).float().cpu()
-        for i in range(0, len(x), batch_size)
-    ]
-    return torch.cat(out) if out else torch.empty(0, len(classifier.vocab))
+    if len(x) == 0:
+        return torch.empty(0, len(classifier.vocab))
+    batches = x.split(batch_size)
+    probs, _ = run_model(classifier.model, batches, classifier.device, per_batch=torch.sigmoid)
+    return probs
 
 
 @dataclass(frozen=True)

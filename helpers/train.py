@@ -169,7 +169,10 @@ def evaluate_loss_and_map(
     mAP are those of the whole set, on every rank.
     """
 
+    sizes = []  # each batch's size: the loss is computed over the same batches
+
     def forward(x: torch.Tensor) -> torch.Tensor:
+        sizes.append(len(x))
         if channels_last and x.ndim == 4:
             x = x.to(memory_format=torch.channels_last)
         with amp_autocast(device, amp_dtype):
@@ -182,8 +185,7 @@ def evaluate_loss_and_map(
         targets = distributed.gather(targets, n_all)
         chunks = [(logits, targets)]
     else:
-        size = getattr(loader, "batch_size", None) or len(logits)
-        chunks = list(zip(logits.split(size), targets.split(size), strict=True))
+        chunks = list(zip(logits.split(sizes), targets.split(sizes), strict=True))
     with torch.no_grad():
         total = sum(loss_fn(z.to(device), y.to(device)).item() * len(y) for z, y in chunks)
     return total / len(logits), mean_average_precision(torch.sigmoid(logits), targets)
