@@ -110,35 +110,108 @@ def test_csra_logits_do_not_depend_on_the_scale_of_a_class_weight(features):
     torch.testing.assert_close(head(features), before)
 
 
-@pytest.mark.parametrize("kwargs", [{"lam": -0.1}, {"temperature": 0.0}, {"lam": math.nan}])
-def test_csra_refuses_bad_settings(kwargs):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"lam": -0.1}, "got -0.1"),
+        ({"lam": math.nan}, "got nan"),
+        ({"lam": math.inf}, "got inf"),
+        ({"temperature": 0.0}, "got 0.0"),
+        ({"temperature": -1.0}, "got -1.0"),
+        ({"temperature": 1e39}, "temperature 1e\\+39 overflows float32"),
+    ],
+)
+def test_csra_refuses_bad_settings_naming_the_value(kwargs, message):
+    with pytest.raises(ValueError, match=message):
         CSRAHead(8, 3, **kwargs)
 
 
+def test_csra_refuses_a_temperature_that_overflows_on_these_scores(features):
+    """A finite T that fits float32 can still overflow T * score: refused, not NaN logits."""
+    head = CSRAHead(32, 6, lam=1.0, temperature=1e38)
+    with pytest.raises(ValueError, match=r"temperature 1e\+38 times a class score of .* overflows"):
+        head(10 * features)
+    assert torch.isfinite(CSRAHead(32, 6, temperature=1e3)(features)).all()
+
+
+def small_query_head(**kwargs) -> LabelQueryHead:
+    torch.manual_seed(0)
+    return LabelQueryHead(32, 5, d_model=16, n_heads=2, ff_dim=32, **kwargs).eval()
+
+
+def test_label_query_head_is_query2label_at_its_default_flags():
+    """One encoder layer, two decoder layers, no self-attention among the queries."""
+    head = LabelQueryHead(32, 5, d_model=16, n_heads=2)
+    assert len(head.encoder) == 1 and len(head.decoder) == 2
+    assert not any(hasattr(layer, "self_attn") for layer in head.decoder)
+    kept = LabelQueryHead(32, 5, d_model=16, n_heads=2, query_self_attention=True)
+    assert [hasattr(layer, "self_attn") for layer in kept.decoder] == [False, True]
+
+
 def test_label_query_head_output_shape_and_memory_checks(features):
-    head = LabelQueryHead(32, 5, d_model=16, n_heads=2).eval()
-    memory = head.tokens(features)
-    assert memory.shape == (3, 5 * 6, 16)
+    head = small_query_head()
+    memory, pos = head.tokens(features)
+    assert memory.shape == (3, 5 * 6, 16) and pos.shape == (5 * 6, 16)
     assert head(features).shape == (3, 5)
     with pytest.raises(ValueError, match=r"\(B, N, 16\)"):
-        head.decode(torch.randn(3, 30, 8))
+        head.decode(torch.randn(3, 30, 8), pos)
+
+
+@pytest.mark.parametrize("query_self_attention", [False, True])
+def test_every_label_logit_depends_on_the_image(features, query_self_attention):
+    head = small_query_head(query_self_attention=query_self_attention)
+    other = torch.randn_like(features)
+    assert (head(features) - head(other)).abs().min() > 0
+
+
+def test_without_self_attention_a_logit_depends_on_its_own_query_only(features):
+    """At Query2Label's defaults labels exchange no information: changing the query of
+    label 2 changes label 2's logit and no other."""
+    head = small_query_head()
+    before = head(features)
+    with torch.no_grad():
+        head.queries.weight[2] += 1.0
+    after = head(features)
+    torch.testing.assert_close(after[:, [0, 1, 3, 4]], before[:, [0, 1, 3, 4]])
+    assert (after[:, 2] - before[:, 2]).abs().min() > 0
+    # with the self-attention of the second decoder layer kept, the others hear it too
+    kept = small_query_head(query_self_attention=True)
+    before = kept(features)
+    with torch.no_grad():
+        kept.queries.weight[2] += 1.0
+    assert (kept(features)[:, [0, 1, 3, 4]] - before[:, [0, 1, 3, 4]]).abs().min() > 0
+
+
+def test_kept_self_attention_runs_on_queries_that_have_read_the_image(features):
+    """The self-attention kept in layer 2 sees image-dependent queries: different images,
+    different inputs. (Self-attention first, on the label embeddings alone, would see the
+    same input for every image: that is why Query2Label never keeps it in layer 1.)"""
+    head = small_query_head(query_self_attention=True)
+    seen = []
+    hook = head.decoder[1].self_attn.register_forward_hook(
+        lambda module, args, out: seen.append(args[0].detach())
+    )
+    head(features)
+    hook.remove()
+    (queries,) = seen  # (B, n_labels, d_model), one image per row
+    assert (queries[0] - queries[1]).abs().max() > 1e-3
+    assert (queries[1] - queries[2]).abs().max() > 1e-3
 
 
 def test_label_query_head_ignores_the_order_of_feature_tokens(features):
     """Cross-attention pools over tokens: permuting them (with their positions) changes nothing."""
-    head = LabelQueryHead(32, 5, d_model=16, n_heads=2).eval()
-    memory = head.tokens(features)
+    head = small_query_head()
+    memory, pos = head.tokens(features)
     perm = torch.randperm(memory.shape[1], generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(head.decode(memory[:, perm]), head.decode(memory))
+    torch.testing.assert_close(head.decode(memory[:, perm], pos[perm]), head.decode(memory, pos))
 
 
-def test_label_query_head_is_equivariant_to_permuting_the_labels(features):
+@pytest.mark.parametrize("query_self_attention", [False, True])
+def test_label_query_head_is_equivariant_to_permuting_the_labels(features, query_self_attention):
     """Reordering queries and their output weights reorders the logits, nothing else."""
-    torch.manual_seed(0)
-    head = LabelQueryHead(32, 5, d_model=16, n_heads=2, layers=2).eval()
+    head = small_query_head(query_self_attention=query_self_attention)
     perm = torch.tensor([3, 0, 4, 1, 2])
-    permuted = LabelQueryHead(32, 5, d_model=16, n_heads=2, layers=2).eval()
+    permuted = small_query_head(query_self_attention=query_self_attention)
     state = head.state_dict()
     for name in ("queries.weight", "weight", "bias"):
         state[name] = state[name][perm]
@@ -155,6 +228,25 @@ def test_label_query_head_uses_positions():
     moved = torch.zeros(1, 4, 2, 2)
     moved[0, :, 1, 1] = 1.0
     assert not torch.allclose(head(x), head(moved))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"d_model": 18}, "multiple of 4.*got 18"),
+        ({"d_model": 16, "n_heads": 3}, "n_heads must divide d_model=16, got n_heads=3"),
+        ({"n_heads": 0}, "got n_heads=0"),
+        ({"encoder_layers": -1}, "encoder_layers must be >= 0, got -1"),
+        ({"decoder_layers": 0}, "decoder_layers must be >= 1, got 0"),
+        (
+            {"decoder_layers": 1, "query_self_attention": True},
+            "needs decoder_layers >= 2, got decoder_layers=1",
+        ),
+    ],
+)
+def test_label_query_head_refuses_impossible_settings_naming_the_value(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        LabelQueryHead(32, 5, **{"d_model": 16, "n_heads": 2, **kwargs})
 
 
 def test_sine_positions_values():
@@ -174,9 +266,15 @@ def test_parameter_counts():
     assert count_parameters(GlobalMaxHead(c, n)) == c * n + n
     assert count_parameters(CSRAHead(c, n)) == c * n  # a 1x1 conv without bias
     attention = 4 * d * d + 4 * d  # q, k, v and output projections with biases
-    layer = 2 * attention + (d * ff + ff + ff * d + d) + 3 * 2 * d  # + 3 layer norms
-    expected = (c * d + d) + n * d + 2 * layer + (n * d + n)
-    assert count_parameters(LabelQueryHead(c, n, d, n_heads=4, layers=2, ff_dim=ff)) == expected
+    feed_forward = d * ff + ff + ff * d + d
+    norm = 2 * d
+    encoder = attention + feed_forward + 2 * norm
+    decoder = attention + feed_forward + 2 * norm  # cross-attention only
+    expected = (c * d + d) + n * d + encoder + 2 * decoder + norm + (n * d + n)
+    head = LabelQueryHead(c, n, d, n_heads=4, ff_dim=ff)
+    assert count_parameters(head) == expected
+    kept = LabelQueryHead(c, n, d, n_heads=4, ff_dim=ff, query_self_attention=True)
+    assert count_parameters(kept) == expected + attention + norm  # layer 2's self-attention
     backbone = SpatialBackbone(1, 8, 3)
     assert backbone.out_channels == 32
     frozen = make_model("CSRA", width=8)
@@ -199,6 +297,7 @@ def test_heads_train(features):
         GlobalMaxHead(32, 5),
         CSRAHead(32, 5),
         LabelQueryHead(32, 5, d_model=16, dropout=0.0),
+        LabelQueryHead(32, 5, d_model=16, dropout=0.0, query_self_attention=True),
     ):
         torch.manual_seed(0)
         opt = torch.optim.SGD(head.parameters(), lr=0.1)
