@@ -2,7 +2,9 @@
 
 Part 4 compares training methods whose differences can be smaller than the spread between
 two seeds of the same method. Every comparison there runs each method over several seeds
-and reports the mean with a 95% t-interval, so a reader sees whether a gap is real.
+and reports the mean with a 95% t-interval, so a reader sees whether a gap is real. When
+the seeds are paired (a seed fixes what all methods share: data, corruption, initialisation,
+batch order), :func:`paired_differences` compares two methods by their per-seed difference.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import pandas as pd
 from scipy import stats
 
 __all__ = [
+    "paired_differences",
     "seed_summary",
 ]
 
@@ -43,3 +46,57 @@ def seed_summary(
     half = stats.t.ppf(0.5 + confidence / 2, table["n"] - 1) * table["std"] / np.sqrt(table["n"])
     table["ci_low"], table["ci_high"] = table["mean"] - half, table["mean"] + half
     return table
+
+
+def paired_differences(
+    results: pd.DataFrame,
+    value: str,
+    baseline: str,
+    by: str | Sequence[str] = (),
+    *,
+    method: str = "method",
+    pair: str = "seed",
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Per pair (seed), each method's `value` minus `baseline`'s, summarised over pairs.
+
+    With paired seeds much of the spread (a lucky corruption, a good initialisation) is
+    shared by every method at a seed and cancels in the difference, so the interval of the
+    per-seed difference is the paired t-interval (scipy's ``ttest_rel(...).confidence_interval``)
+    and is often far narrower than two separate intervals. Rows are ``(method, *by)``; the
+    baseline itself is left out. A method that lacks a pair the baseline has (or has it
+    twice) is refused, naming it: an unpaired run would silently change what is compared.
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    for column in [value, method, pair, *by]:
+        if column not in results.columns:
+            raise KeyError(f"no column {column!r}; the columns are {list(results.columns)}")
+    if baseline not in set(results[method]):
+        raise ValueError(
+            f"baseline {baseline!r} is not among the {method}s {sorted(set(results[method]))}"
+        )
+    keys = [*by, pair]
+    twice = results.duplicated([method, *keys])
+    if twice.any():
+        row = results.loc[twice, [method, *keys]].iloc[0]
+        at = ", ".join(f"{k} {row[k]}" for k in keys)
+        raise ValueError(
+            f"{method} {row[method]!r} has more than one run at {at}: one run per pair"
+        )
+    bad = ~np.isfinite(results[value].to_numpy(dtype=float))
+    if bad.any():
+        raise ValueError(
+            f"{int(bad.sum())} run(s) have a NaN or infinite {value!r}, e.g. row "
+            f"{results.index[bad][0]!r}: report them instead of averaging them away"
+        )
+    wide = results.pivot(index=keys, columns=method, values=value)
+    if wide.isna().any().any():  # values are finite, so a NaN is a missing run
+        where = wide.isna().stack()
+        first = where[where].index[0]
+        at = ", ".join(f"{k} {v}" for k, v in zip(keys, first[:-1], strict=True))
+        raise ValueError(
+            f"{method} {first[-1]!r} has no run at {at}: every method needs a run at every pair"
+        )
+    gaps = wide.sub(wide[baseline], axis=0).drop(columns=baseline)
+    long = gaps.stack(future_stack=True).rename("difference").reset_index()
+    return seed_summary(long, [method, *by], "difference", confidence)
