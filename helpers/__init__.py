@@ -7,7 +7,7 @@ pins               the environment stored runs and CI execute under (no imports)
 env                where the book runs: device, seeds, provenance, glue, network  1-13               pins
 checkpoint         checkpoint files: atomic save, weights-only load, refusals     2, 4, 10           -
 labels             label vocabularies, multi-hot targets, checks, thresholding    1-6, 8, 10, 13     -
-experiments        comparing methods over seeds: mean and t-interval              11, 13             -
+experiments        comparing methods over seeds: t-intervals, paired differences  11, 13             -
 calibration        calibration (ECE, temperature, isotonic), precision promises   12                 -
 metrics            scores and reports: mAP, AP, F1, thresholds                    2, 4-11, 13        labels
 losses             multi-label losses beyond plain BCE, partial-label losses      6, 11              labels
