@@ -10,7 +10,7 @@ labels             vocabularies, multi-hot targets; owns score/target checks, th
 experiments        comparing methods: seeds (paired t-interval), test images (bootstrap)  5, 11, 13       labels
 metrics            scores and reports: mAP, AP, precision/recall/F1 (counted here only)   2, 4-11, 13     labels
 calibration        calibration (ECE, temperature, isotonic), precision promises           12 only         labels, metrics
-inference          running a model over a loader: eval mode, no grad, outputs on the CPU  2, 4-8, 10, 13  -
+inference          running a model over a loader: eval mode, no grad, outputs on the CPU  2, 4-8, 10, 11, 13  -
 losses             multi-label losses beyond plain BCE, partial-label losses              6, 11           labels
 gradcam            Grad-CAM: where a model looks                                          8 only          -
 speed              measuring the input pipeline and the training speed                    4, 8            -

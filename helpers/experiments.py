@@ -111,14 +111,32 @@ def paired_differences(
     twice) is refused, naming it: an unpaired run would silently change what is compared.
     """
     by = [by] if isinstance(by, str) else list(by)
-    for column in [value, method, pair, *by]:
+    keys = [*by, pair]
+    _check_runs(results, value, baseline, method, keys)
+    wide = results.pivot(index=keys, columns=method, values=value)
+    if wide.isna().any().any():  # values are finite, so a NaN is a missing run
+        where = wide.isna().stack()
+        first = where[where].index[0]
+        at = ", ".join(f"{k} {v}" for k, v in zip(keys, first[:-1], strict=True))
+        raise ValueError(
+            f"{method} {first[-1]!r} has no run at {at}: every method needs a run at every pair"
+        )
+    gaps = wide.sub(wide[baseline], axis=0).drop(columns=baseline)
+    long = gaps.stack(future_stack=True).rename("difference").reset_index()
+    return seed_summary(long, [method, *by], "difference", confidence)
+
+
+def _check_runs(
+    results: pd.DataFrame, value: str, baseline: str, method: str, keys: list[str]
+) -> None:
+    """The columns exist, the baseline ran, each method ran once per pair, values finite."""
+    for column in [value, method, *keys]:
         if column not in results.columns:
             raise KeyError(f"no column {column!r}; the columns are {list(results.columns)}")
     if baseline not in set(results[method]):
         raise ValueError(
             f"baseline {baseline!r} is not among the {method}s {sorted(set(results[method]))}"
         )
-    keys = [*by, pair]
     twice = results.duplicated([method, *keys])
     if twice.any():
         row = results.loc[twice, [method, *keys]].iloc[0]
@@ -132,14 +150,3 @@ def paired_differences(
             f"{int(bad.sum())} run(s) have a NaN or infinite {value!r}, e.g. row "
             f"{results.index[bad][0]!r}: report them instead of averaging them away"
         )
-    wide = results.pivot(index=keys, columns=method, values=value)
-    if wide.isna().any().any():  # values are finite, so a NaN is a missing run
-        where = wide.isna().stack()
-        first = where[where].index[0]
-        at = ", ".join(f"{k} {v}" for k, v in zip(keys, first[:-1], strict=True))
-        raise ValueError(
-            f"{method} {first[-1]!r} has no run at {at}: every method needs a run at every pair"
-        )
-    gaps = wide.sub(wide[baseline], axis=0).drop(columns=baseline)
-    long = gaps.stack(future_stack=True).rename("difference").reset_index()
-    return seed_summary(long, [method, *by], "difference", confidence)
