@@ -7,10 +7,10 @@ pins               the environment stored runs and CI execute under (no imports)
 env                where the book runs: device, seeds, provenance, glue, network          1-13            pins
 checkpoint         checkpoint files: atomic save, weights-only load, CRC-32 check         2, 4, 10        -
 labels             vocabularies, multi-hot targets; owns score/target checks, thresholds  1-6, 8, 10, 13  -
-experiments        comparing methods: seeds (t-interval), test images (paired bootstrap)  5, 11, 13       labels
+experiments        comparing methods: seeds (paired t-interval), test images (bootstrap)  5, 11, 13       labels
 metrics            scores and reports: mAP, AP, precision/recall/F1 (counted here only)   2, 4-11, 13     labels
 calibration        calibration (ECE, temperature, isotonic), precision promises           12 only         labels, metrics
-inference          running a model over a loader: eval mode, no grad, outputs on the CPU  2,4-8,10,12-13  -
+inference          running a model over a loader: eval mode, no grad, outputs on the CPU  2, 4-8, 10-13  -
 losses             multi-label losses beyond plain BCE, partial-label losses              6, 11           labels
 gradcam            Grad-CAM: where a model looks                                          8 only          -
 speed              measuring the input pipeline and the training speed                    4, 8            -

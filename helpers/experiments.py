@@ -3,8 +3,11 @@
 Part 4 compares training methods whose differences can be smaller than the spread between
 two seeds of the same method. Every comparison there runs each method over several seeds
 and reports the mean with a 95% t-interval (:func:`seed_summary`), so a reader sees whether
-a gap is real. The other source of luck is the test set: :func:`paired_bootstrap_micro_f1`
-resamples its images to show how much a difference depends on which images were drawn.
+a gap is real. When the seeds are paired (a seed fixes what all methods share: data,
+corruption, initialisation, batch order), :func:`paired_differences` compares two methods by
+their per-seed difference. The other source of luck is the test set:
+:func:`paired_bootstrap_micro_f1` resamples its images to show how much a difference depends
+on which images were drawn.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from helpers.labels import check_targets
 
 __all__ = [
     "paired_bootstrap_micro_f1",
+    "paired_differences",
     "seed_summary",
 ]
 
@@ -85,3 +89,64 @@ def paired_bootstrap_micro_f1(
         return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
 
     return micro_f1(pred_a, "pred_a") - micro_f1(pred_b, "pred_b")
+
+
+def paired_differences(
+    results: pd.DataFrame,
+    value: str,
+    baseline: str,
+    by: str | Sequence[str] = (),
+    *,
+    method: str = "method",
+    pair: str = "seed",
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Per pair (seed), each method's `value` minus `baseline`'s, summarised over pairs.
+
+    With paired seeds much of the spread (a lucky corruption, a good initialisation) is
+    shared by every method at a seed and cancels in the difference, so the interval of the
+    per-seed difference is the paired t-interval (scipy's ``ttest_rel(...).confidence_interval``)
+    and is often far narrower than two separate intervals. Rows are ``(method, *by)``; the
+    baseline itself is left out. A method that lacks a pair the baseline has (or has it
+    twice) is refused, naming it: an unpaired run would silently change what is compared.
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    keys = [*by, pair]
+    _check_runs(results, value, baseline, method, keys)
+    wide = results.pivot(index=keys, columns=method, values=value)
+    if wide.isna().any().any():  # values are finite, so a NaN is a missing run
+        where = wide.isna().stack()
+        first = where[where].index[0]
+        at = ", ".join(f"{k} {v}" for k, v in zip(keys, first[:-1], strict=True))
+        raise ValueError(
+            f"{method} {first[-1]!r} has no run at {at}: every method needs a run at every pair"
+        )
+    gaps = wide.sub(wide[baseline], axis=0).drop(columns=baseline)
+    long = gaps.stack(future_stack=True).rename("difference").reset_index()
+    return seed_summary(long, [method, *by], "difference", confidence)
+
+
+def _check_runs(
+    results: pd.DataFrame, value: str, baseline: str, method: str, keys: list[str]
+) -> None:
+    """The columns exist, the baseline ran, each method ran once per pair, values finite."""
+    for column in [value, method, *keys]:
+        if column not in results.columns:
+            raise KeyError(f"no column {column!r}; the columns are {list(results.columns)}")
+    if baseline not in set(results[method]):
+        raise ValueError(
+            f"baseline {baseline!r} is not among the {method}s {sorted(set(results[method]))}"
+        )
+    twice = results.duplicated([method, *keys])
+    if twice.any():
+        row = results.loc[twice, [method, *keys]].iloc[0]
+        at = ", ".join(f"{k} {row[k]}" for k in keys)
+        raise ValueError(
+            f"{method} {row[method]!r} has more than one run at {at}: one run per pair"
+        )
+    bad = ~np.isfinite(results[value].to_numpy(dtype=float))
+    if bad.any():
+        raise ValueError(
+            f"{int(bad.sum())} run(s) have a NaN or infinite {value!r}, e.g. row "
+            f"{results.index[bad][0]!r}: report them instead of averaging them away"
+        )

@@ -15,6 +15,8 @@ rare labels:
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,22 +53,47 @@ def pos_weight_from_targets(targets: torch.Tensor, max_weight: float | None = No
     positive counts three times and the positives weigh as much as the negatives.
     Compute it on the training split only: the validation and test splits are for measuring.
 
-    A label with no positives has no finite ratio; it is counted as if it had one positive
-    (weight = number of negatives), which is large but finite, and the weight is harmless:
-    it multiplies a positive term that never occurs. ``max_weight`` optionally caps every
-    weight, because a huge weight on a label with a handful of positives makes its
-    gradient spiky.
+    A label with no positives has no ratio (it divides by zero), and a label with no
+    negatives gets weight 0, which silences the only terms it has: both are refused, naming
+    the label, because no weight makes such a label learnable (drop it, or collect examples).
+    ``max_weight`` optionally caps every weight, because a huge weight on a label with a
+    handful of positives makes its gradient spiky; it must be a number > 0.
     """
     targets = torch.as_tensor(targets)
     if targets.ndim != 2 or len(targets) == 0:
         raise ValueError(f"targets must be (n_samples, n_labels), got shape {tuple(targets.shape)}")
+    if max_weight is not None and not (math.isfinite(max_weight) and max_weight > 0):
+        raise ValueError(f"max_weight must be a finite number > 0 (or None), got {max_weight}")
     targets = check_targets(targets).float()  # positives are counted: 0/1 only, no soft targets
     positives = targets.sum(0)
     negatives = len(targets) - positives
-    weight = negatives / positives.clamp(min=1)
+    for counts, what, why in (
+        (positives, "positives", "negatives / positives divides by zero"),
+        (negatives, "negatives", "its weight would be 0 and silence all its terms"),
+    ):
+        empty = (counts == 0).nonzero().flatten().tolist()
+        if empty:
+            raise ValueError(
+                f"label(s) {empty} have no {what} in the {len(targets)} training targets: "
+                f"{why}; drop the label or give it examples"
+            )
+    weight = negatives / positives
     if max_weight is not None:
         weight = weight.clamp(max=max_weight)
     return weight
+
+
+def _check_gamma(name: str, value: float) -> float:
+    """A focusing exponent: a finite number >= 0 (a negative one up-weights easy terms)."""
+    if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _check_reduction(reduction: str) -> str:
+    if reduction not in {"mean", "sum", "none"}:
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    return reduction
 
 
 class AsymmetricLoss(nn.Module):
@@ -82,30 +109,41 @@ class AsymmetricLoss(nn.Module):
     negative with p <= clip to exactly zero. With ``gamma_neg = gamma_pos = clip = 0`` it is
     plain binary cross-entropy.
 
-    Defaults are those of the authors' ``AsymmetricLoss`` class (gamma_neg 4, gamma_pos 1,
-    clip 0.05). Reduction: the authors' code returns the **sum** over the batch; here the
-    default is the **mean** over all elements, like ``BCEWithLogitsLoss``, so the loss and
-    its gradients have the same scale as BCE's and a learning rate tuned for BCE still fits.
+    Defaults are the setting the authors train with, which their README says fully
+    reproduces the article's results: ``train.py`` in Alibaba-MIIL/ASL (commit 8c9e0bd)
+    builds ``AsymmetricLoss(gamma_neg=4, gamma_pos=0, clip=0.05,
+    disable_torch_grad_focal_loss=True)``. Their ``AsymmetricLoss`` class itself defaults to
+    ``gamma_pos=1`` (``src/loss_functions/losses.py``); pass ``gamma_pos=1`` for that.
+    ``detach_focus=True`` is their ``disable_torch_grad_focal_loss=True`` (the default of
+    both their class and ``train.py``): the focusing weights are computed without gradient,
+    so the gradient flows through the log terms only.
+
+    Reduction: the authors' code returns the **sum** over the batch; here the default is
+    the **mean** over all elements, like ``BCEWithLogitsLoss``, so the loss and its
+    gradients have the same scale as BCE's and a learning rate tuned for BCE still fits.
     ``reduction="sum"`` gives the authors' value.
 
     Soft targets in [0, 1] are accepted: the loss is linear in y, so a smoothed target
     mixes the positive and negative terms (the authors' code computes the same expression).
+    Refused, naming the value: a negative or non-finite gamma (it would *up*-weight easy
+    terms), a clip outside [0, 1) (a clip of 1 or more zeroes every negative's loss).
     """
 
     def __init__(
         self,
         gamma_neg: float = 4.0,
-        gamma_pos: float = 1.0,
+        gamma_pos: float = 0.0,
         clip: float = 0.05,
         reduction: str = "mean",
+        detach_focus: bool = True,
     ):
         super().__init__()
-        if reduction not in {"mean", "sum", "none"}:
-            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-        if not 0 <= clip < 1:
-            raise ValueError(f"clip must be in [0, 1), got {clip}")
-        self.gamma_neg, self.gamma_pos, self.clip = gamma_neg, gamma_pos, clip
-        self.reduction = reduction
+        self.reduction = _check_reduction(reduction)
+        if not (isinstance(clip, int | float) and 0 <= clip < 1):  # also refuses NaN
+            raise ValueError(f"clip must be in [0, 1), got {clip!r}")
+        self.gamma_neg = _check_gamma("gamma_neg", gamma_neg)
+        self.gamma_pos = _check_gamma("gamma_pos", gamma_pos)
+        self.clip, self.detach_focus = float(clip), bool(detach_focus)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Logits and targets of the same shape; targets 0/1 or soft in [0, 1]."""
@@ -125,8 +163,8 @@ class AsymmetricLoss(nn.Module):
             log_1m_pm = log_1m_p
             w_neg = torch.exp(self.gamma_neg * log_p)  # p ** gamma_neg
         w_pos = torch.exp(self.gamma_pos * log_1m_p)  # (1 - p) ** gamma_pos
-        # The focusing weights stay in the gradient, as in the authors' AsymmetricLoss class
-        # (its switch to detach them is commented out).
+        if self.detach_focus:  # the authors' disable_torch_grad_focal_loss=True
+            w_pos, w_neg = w_pos.detach(), w_neg.detach()
         loss_pos = targets * w_pos * log_p
         loss_neg = (1 - targets) * w_neg * log_1m_pm
         loss = -(loss_pos + loss_neg)
@@ -139,7 +177,7 @@ class AsymmetricLoss(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"gamma_neg={self.gamma_neg}, gamma_pos={self.gamma_pos}, clip={self.clip}, "
-            f"reduction={self.reduction!r}"
+            f"reduction={self.reduction!r}, detach_focus={self.detach_focus}"
         )
 
 
@@ -150,11 +188,17 @@ class SigmoidFocalLoss(nn.Module):
     mean over all elements, the same as ``BCEWithLogitsLoss`` and :class:`AsymmetricLoss`.
     Note alpha weights *positives* by 0.25 and negatives by 0.75: chosen for object
     detection, where it works together with gamma, it is not a rare-label up-weighting.
+    Refused, naming the value: alpha outside [0, 1] (other than torchvision's -1, "no
+    weighting"), a negative or non-finite gamma, an unknown reduction.
     """
 
     def __init__(self, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "mean"):
         super().__init__()
-        self.alpha, self.gamma, self.reduction = alpha, gamma, reduction
+        # torchvision: alpha in [0, 1], or negative (documented as -1) for no weighting
+        if not (isinstance(alpha, int | float) and (alpha == -1 or 0 <= alpha <= 1)):
+            raise ValueError(f"alpha must be in [0, 1], or -1 for no weighting, got {alpha!r}")
+        self.alpha, self.gamma = float(alpha), _check_gamma("gamma", gamma)
+        self.reduction = _check_reduction(reduction)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Logits and targets of the same shape; targets 0/1 or soft in [0, 1]."""
@@ -222,13 +266,22 @@ class AssumeNegativeLoss(nn.Module):
 
     def __init__(self, neg_weight: float | str = 1.0):
         super().__init__()
-        is_number = isinstance(neg_weight, int | float) and neg_weight >= 0
+        is_number = (
+            isinstance(neg_weight, int | float) and math.isfinite(neg_weight) and neg_weight >= 0
+        )
         if neg_weight != "1/(L-1)" and not is_number:
-            raise ValueError(f"neg_weight must be a number >= 0 or '1/(L-1)', got {neg_weight!r}")
+            raise ValueError(
+                f"neg_weight must be a finite number >= 0 or '1/(L-1)', got {neg_weight!r}"
+            )
         self.neg_weight = neg_weight
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         filled, _ = _observed(logits, targets)
+        if self.neg_weight == "1/(L-1)" and logits.shape[1] < 2:
+            raise ValueError(
+                f"neg_weight '1/(L-1)' divides by zero for {logits.shape[1]} label: "
+                "it needs at least 2 labels"
+            )
         w = 1 / (logits.shape[1] - 1) if self.neg_weight == "1/(L-1)" else self.neg_weight
         loss = F.binary_cross_entropy_with_logits(logits, filled, reduction="none")
         return (loss * torch.where(filled == 1, 1.0, w)).mean()
@@ -278,16 +331,25 @@ class ExpectedPositiveLoss(nn.Module):
     ``-logsigmoid(logit)``, where the authors use ``-log(p + 1e-5)``.
     ``k`` must come from outside the labels (the authors use the true mean number of labels
     per image of each data set): a practitioner estimates it, e.g. from a small audited set.
+    A ``k`` above the number of labels, which no image can reach, is refused at the first
+    call, naming both numbers.
     """
 
     def __init__(self, expected_positives: float):
         super().__init__()
-        if not expected_positives > 0:
-            raise ValueError(f"expected_positives must be > 0, got {expected_positives}")
+        if not (math.isfinite(expected_positives) and expected_positives > 0):
+            raise ValueError(
+                f"expected_positives must be a finite number > 0, got {expected_positives}"
+            )
         self.expected_positives = float(expected_positives)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         filled, _ = _observed(logits, targets)
+        if self.expected_positives > logits.shape[1]:
+            raise ValueError(
+                f"expected_positives = {self.expected_positives} but an image has only "
+                f"{logits.shape[1]} labels: no image can reach that many positives"
+            )
         positive = -(F.logsigmoid(logits) * filled).sum() / logits.numel()
         predicted = torch.sigmoid(logits).sum(1).mean()
         reg = (predicted - self.expected_positives) ** 2 / logits.shape[1] ** 2
@@ -319,7 +381,7 @@ class LargeLossRejection(nn.Module):
         super().__init__()
         if not 0 <= delta <= 1:
             raise ValueError(f"delta must be between 0 and 1, got {delta}")
-        if steps_per_epoch < 1:
+        if not (isinstance(steps_per_epoch, int) and steps_per_epoch >= 1):
             raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
         self.delta, self.steps_per_epoch, self.correct = delta, steps_per_epoch, correct
         self.steps = 0

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from helpers.experiments import seed_summary
+from helpers.experiments import paired_differences, seed_summary
 
 
 def test_seed_summary_matches_scipy_t_interval():
@@ -34,3 +34,56 @@ def test_seed_summary_refuses_nan_runs_and_unknown_columns():
         seed_summary(runs, "m", "v")
     with pytest.raises(KeyError, match="no column 'x'"):
         seed_summary(runs, "m", "x")
+
+
+# --- paired_differences ------------------------------------------------------------------
+
+PAIRED = pd.DataFrame(
+    {
+        "method": ["base"] * 4 + ["a"] * 4 + ["b"] * 4,
+        "seed": [0, 1, 2, 3] * 3,
+        "mAP": [0.80, 0.70, 0.90, 0.75, 0.82, 0.71, 0.93, 0.76, 0.79, 0.72, 0.88, 0.74],
+    }
+)
+
+
+def test_paired_differences_match_scipys_paired_t_interval():
+    table = paired_differences(PAIRED, "mAP", "base")
+    base = PAIRED[PAIRED["method"] == "base"].set_index("seed")["mAP"]
+    assert list(table.index) == ["a", "b"]
+    for name in ["a", "b"]:
+        x = PAIRED[PAIRED["method"] == name].set_index("seed")["mAP"].loc[base.index]
+        ci = stats.ttest_rel(x, base).confidence_interval(0.95)
+        assert table.loc[name, "mean"] == pytest.approx((x - base).mean())
+        assert table.loc[name, "n"] == 4
+        assert table.loc[name, "ci_low"] == pytest.approx(ci.low)
+        assert table.loc[name, "ci_high"] == pytest.approx(ci.high)
+    # pairing matters: the unpaired interval of "a" contains 0, the paired one does not
+    assert table.loc["a", "ci_low"] > 0
+    unpaired = stats.ttest_ind(PAIRED[PAIRED["method"] == "a"]["mAP"], base).confidence_interval(
+        0.95
+    )
+    assert unpaired.low < 0
+
+
+def test_paired_differences_by_groups_and_rows_in_any_order():
+    two = pd.concat([PAIRED.assign(rate=0.25), PAIRED.assign(rate=0.5)])
+    shuffled = two.sample(frac=1, random_state=0)
+    table = paired_differences(shuffled, "mAP", "base", by="rate")
+    single = paired_differences(PAIRED, "mAP", "base")
+    for rate in (0.25, 0.5):
+        assert table.loc[("a", rate), "mean"] == pytest.approx(single.loc["a", "mean"])
+        assert table.loc[("b", rate), "ci_low"] == pytest.approx(single.loc["b", "ci_low"])
+
+
+def test_paired_differences_refuse_missing_or_doubled_pairs_naming_them():
+    with pytest.raises(ValueError, match=r"method 'b' has no run at seed 3"):
+        paired_differences(PAIRED.iloc[:-1], "mAP", "base")
+    with pytest.raises(ValueError, match="method .base. has more than one run at seed 0"):
+        paired_differences(pd.concat([PAIRED, PAIRED.iloc[:1]]), "mAP", "base")
+    with pytest.raises(ValueError, match="baseline 'c' is not among"):
+        paired_differences(PAIRED, "mAP", "c")
+    with pytest.raises(ValueError, match="1 run"):
+        paired_differences(PAIRED.assign(mAP=[float("nan")] + [0.5] * 11), "mAP", "base")
+    with pytest.raises(KeyError, match="no column 'run'"):
+        paired_differences(PAIRED, "mAP", "base", pair="run")

@@ -34,24 +34,48 @@ def test_pos_weight_by_hand():
     targets = torch.tensor(
         [
             [1, 0, 1, 0],
-            [1, 0, 0, 0],
+            [1, 0, 0, 1],
             [1, 1, 0, 0],
             [0, 0, 0, 0],
         ]
     )
-    # positives per label: 3, 1, 1, 0 of 4 images -> negatives / positives: 1/3, 3, 3, and
-    # the label with no positives counts as one positive: 4 / 1
-    expected = torch.tensor([1 / 3, 3.0, 3.0, 4.0])
+    # positives per label: 3, 1, 1, 1 of 4 images -> negatives / positives
+    expected = torch.tensor([1 / 3, 3.0, 3.0, 3.0])
     assert torch.allclose(pos_weight_from_targets(targets), expected)
 
 
-def test_pos_weight_cap_and_finiteness():
+def test_pos_weight_cap():
     targets = torch.zeros(1000, 3)
     targets[:1, 0] = 1  # 1 positive: 999
     targets[:500, 1] = 1  # balanced: 1
+    targets[:2, 2] = 1  # 2 positives: 499
     weight = pos_weight_from_targets(targets, max_weight=50)
     assert weight.tolist() == [50.0, 1.0, 50.0]
-    assert torch.isfinite(pos_weight_from_targets(targets)).all()
+    assert pos_weight_from_targets(targets).tolist() == [999.0, 1.0, 499.0]
+
+
+def test_pos_weight_refuses_a_label_without_positives_naming_it():
+    targets = torch.zeros(50, 3)
+    targets[:10, 0] = 1
+    targets[:5, 2] = 1  # label 1 has no positive: its ratio divides by zero
+    with pytest.raises(ValueError, match=r"label\(s\) \[1\] have no positives"):
+        pos_weight_from_targets(targets)
+
+
+def test_pos_weight_refuses_a_label_without_negatives_naming_it():
+    targets = torch.zeros(50, 3)
+    targets[:10, 0] = 1
+    targets[:, 2] = 1  # label 2 is on every image: weight 0 would silence it
+    targets[:3, 1] = 1
+    with pytest.raises(ValueError, match=r"label\(s\) \[2\] have no negatives"):
+        pos_weight_from_targets(targets)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf")])
+def test_pos_weight_refuses_a_cap_that_is_not_a_positive_number(bad):
+    targets = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    with pytest.raises(ValueError, match=rf"max_weight .* got {bad}"):
+        pos_weight_from_targets(targets, max_weight=bad)
 
 
 def test_pos_weight_balances_the_total_weight_of_positives_and_negatives():
@@ -94,20 +118,43 @@ def test_asl_matches_the_papers_formula(gamma_neg, gamma_pos, clip):
     assert torch.allclose(mean.double(), expected.mean(), rtol=1e-5)
 
 
-def test_asl_sum_matches_the_authors_implementation():
-    """The authors' code: xs_neg = (1 - p + clip).clamp(max=1), a focal weight, a sum."""
+def authors_asl(x, y, gamma_neg=4, gamma_pos=0, clip=0.05, disable_grad=True):
+    """Alibaba-MIIL/ASL's AsymmetricLoss.forward (src/loss_functions/losses.py, 8c9e0bd)."""
+    x_sigmoid = torch.sigmoid(x)
+    xs_pos, xs_neg = x_sigmoid, 1 - x_sigmoid
+    if clip is not None and clip > 0:
+        xs_neg = (xs_neg + clip).clamp(max=1)
+    los_pos = y * torch.log(xs_pos.clamp(min=1e-8))
+    los_neg = (1 - y) * torch.log(xs_neg.clamp(min=1e-8))
+    loss = los_pos + los_neg
+    if gamma_neg > 0 or gamma_pos > 0:
+        with torch.set_grad_enabled(not disable_grad):
+            pt = xs_pos * y + xs_neg * (1 - y)
+            one_sided_w = torch.pow(1 - pt, gamma_pos * y + gamma_neg * (1 - y))
+        loss = loss * one_sided_w
+    return -loss.sum()
+
+
+@pytest.mark.parametrize("gamma_pos", [0, 1])  # train.py's setting, the class default
+@pytest.mark.parametrize("detach", [True, False])
+def test_asl_sum_and_gradient_match_the_authors_implementation(gamma_pos, detach):
     logits, targets = random_batch(seed=3)
-    x, y = logits.double(), targets.double()
-    xs_pos = torch.sigmoid(x)
-    xs_neg = (1 - xs_pos + 0.05).clamp(max=1)
-    loss = y * torch.log(xs_pos.clamp(min=1e-8)) + (1 - y) * torch.log(xs_neg.clamp(min=1e-8))
-    pt = xs_pos * y + xs_neg * (1 - y)
-    loss = loss * torch.pow(1 - pt, 1 * y + 4 * (1 - y))
-    authors = -loss.sum()
-    ours = AsymmetricLoss(reduction="sum")(logits, targets)
-    assert torch.allclose(ours.double(), authors, rtol=1e-5)
-    mean = AsymmetricLoss()(logits, targets)
-    assert torch.allclose(mean * logits.numel(), ours, rtol=1e-5)
+    x = logits.double().requires_grad_()
+    authors = authors_asl(x, targets.double(), gamma_pos=gamma_pos, disable_grad=detach)
+    (authors_grad,) = torch.autograd.grad(authors, x)
+    z = logits.clone().requires_grad_()
+    asl = AsymmetricLoss(gamma_pos=gamma_pos, reduction="sum", detach_focus=detach)
+    ours = asl(z, targets)
+    (our_grad,) = torch.autograd.grad(ours, z)
+    assert torch.allclose(ours.double(), authors.detach(), rtol=1e-5)
+    assert torch.allclose(our_grad.double(), authors_grad, rtol=1e-4, atol=1e-6)
+    mean = AsymmetricLoss(gamma_pos=gamma_pos, detach_focus=detach)(logits, targets)
+    assert torch.allclose(mean * logits.numel(), ours.detach(), rtol=1e-5)
+
+
+def test_asl_defaults_are_the_authors_training_setting():
+    asl = AsymmetricLoss()
+    assert (asl.gamma_neg, asl.gamma_pos, asl.clip, asl.detach_focus) == (4, 0, 0.05, True)
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -145,6 +192,20 @@ def test_clip_shifts_negative_probabilities_down_by_the_margin():
     assert torch.allclose(pos, -torch.log(probs), atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"alpha": 1.5}, "alpha .* got 1.5"),
+        ({"alpha": -0.5}, "alpha .* got -0.5"),
+        ({"gamma": -2}, "gamma must be a finite number >= 0, got -2"),
+        ({"reduction": "batchmean"}, "reduction .* got 'batchmean'"),
+    ],
+)
+def test_focal_bad_arguments_are_rejected_naming_the_setting(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SigmoidFocalLoss(**kwargs)
+
+
 def test_asl_down_weights_easy_negatives_more_than_bce():
     logits = torch.tensor([[-3.0, 0.0, 3.0]])
     targets = torch.zeros_like(logits)
@@ -166,11 +227,22 @@ def test_asl_is_stable_for_huge_logits(gammas):
     assert torch.isfinite(per).all() and per[0, 0] > 1e3
 
 
-def test_asl_bad_arguments_are_rejected():
-    with pytest.raises(ValueError, match="reduction"):
-        AsymmetricLoss(reduction="avg")
-    with pytest.raises(ValueError, match="clip"):
-        AsymmetricLoss(clip=1.0)
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"reduction": "avg"}, "reduction .* got 'avg'"),
+        ({"clip": 1.0}, r"clip must be in \[0, 1\), got 1.0"),
+        ({"clip": -0.1}, r"clip must be in \[0, 1\), got -0.1"),
+        ({"clip": float("nan")}, "clip .* got nan"),
+        ({"gamma_neg": -1}, "gamma_neg must be a finite number >= 0, got -1"),
+        ({"gamma_pos": -0.5}, "gamma_pos must be a finite number >= 0, got -0.5"),
+        ({"gamma_neg": float("inf")}, "gamma_neg .* got inf"),
+        ({"gamma_pos": float("nan")}, "gamma_pos .* got nan"),
+    ],
+)
+def test_asl_bad_arguments_are_rejected_naming_the_setting(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        AsymmetricLoss(**kwargs)
 
 
 # --- SigmoidFocalLoss -----------------------------------------------------------------

@@ -155,3 +155,33 @@ def test_bad_settings_are_refused():
         ExpectedPositiveLoss(0.0)
     with pytest.raises(ValueError):
         LargeLossRejection(1.5, 10)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: AssumeNegativeLoss(-1.0), "neg_weight .* got -1.0"),
+        (lambda: AssumeNegativeLoss(float("inf")), "neg_weight .* got inf"),
+        (lambda: AssumeNegativeLoss("1/L"), "neg_weight .* got '1/L'"),
+        (lambda: LabelSmoothingBCELoss(0.5), r"eps must be in \[0, 0.5\), got 0.5"),
+        (lambda: ExpectedPositiveLoss(0.0), "expected_positives .* got 0.0"),
+        (lambda: ExpectedPositiveLoss(float("nan")), "expected_positives .* got nan"),
+        (lambda: LargeLossRejection(1.5, 10), "delta .* got 1.5"),
+        (lambda: LargeLossRejection(0.1, 0), "steps_per_epoch .* got 0"),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_value(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_weak_negatives_refuse_a_single_label_naming_the_division_by_zero():
+    with pytest.raises(ValueError, match="'1/\\(L-1\\)' divides by zero for 1 label"):
+        AssumeNegativeLoss("1/(L-1)")(torch.zeros(4, 1), torch.ones(4, 1))
+
+
+def test_epr_refuses_an_expected_count_no_image_can_reach():
+    loss = ExpectedPositiveLoss(12.0)
+    with pytest.raises(ValueError, match="expected_positives = 12.0 but an image has only 10"):
+        loss(torch.zeros(4, 10), torch.ones(4, 10))
+    ExpectedPositiveLoss(10.0)(torch.zeros(4, 10), torch.ones(4, 10))  # reachable: accepted
