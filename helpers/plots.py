@@ -144,7 +144,12 @@ def plot_cooccurrence(
 
 
 def plot_confusion_matrices(
-    targets, predictions, vocab: Sequence[str], ncols: int = 5, title: str | None = None
+    targets,
+    predictions,
+    vocab: Sequence[str],
+    ncols: int = 5,
+    title: str | None = None,
+    figsize: tuple[float, float] | None = None,
 ):
     """One 2x2 confusion matrix per label (rows: true no/yes, columns: predicted no/yes).
 
@@ -153,6 +158,7 @@ def plot_confusion_matrices(
     or true "yes" images that land there): with raw counts the many true negatives would
     make every error cell look empty. The false negatives (bottom left) and false positives
     (top right) of each label are what a threshold trades against each other.
+    `figsize` (inches) lets a page draw the figure at its column's width.
     """
     from sklearn.metrics import multilabel_confusion_matrix
 
@@ -160,7 +166,8 @@ def plot_confusion_matrices(
         torch.as_tensor(targets).long().numpy(), torch.as_tensor(predictions).long().numpy()
     )
     nrows = int(np.ceil(len(vocab) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2 * ncols, 2.1 * nrows + 0.4), squeeze=False)
+    figsize = figsize or (2 * ncols, 2.1 * nrows + 0.4)
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False)
     for ax in axes.flat[len(vocab) :]:
         ax.axis("off")
     for ax, name, m in zip(axes.flat, vocab, cms, strict=False):
@@ -193,13 +200,15 @@ def plot_pr_curves(
     operating_points: dict | None = None,
     ncols: int = 5,
     zoom: float | None = None,
+    figsize: tuple[float, float] | None = None,
 ):
     """Precision-recall curve of each label, with the points that thresholds pick on it.
 
     `operating_points` maps a name to thresholds (one number, or one per label); each is
     drawn as a marker where that threshold lands on the label's curve. The title gives
     the label's average precision. ``zoom=0.7`` shows only recall and precision from 0.7 to
-    1, the corner where a good model's operating points lie.
+    1, the corner where a good model's operating points lie. `figsize` (inches) lets a
+    page draw the figure at its column's width.
     """
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
@@ -213,7 +222,7 @@ def plot_pr_curves(
     fig, axes = plt.subplots(
         nrows,
         ncols,
-        figsize=(2.3 * ncols, 2.3 * nrows + 0.6),
+        figsize=figsize or (2.3 * ncols, 2.3 * nrows + 0.6),
         squeeze=False,
         sharex=True,
         sharey=True,
@@ -330,6 +339,7 @@ def plot_f1_vs_threshold(
     marks: dict | None = None,
     per_label: dict | None = None,
     thresholds=None,
+    figsize: tuple[float, float] = (10, 3.6),
 ):
     """Micro F1 (left) and macro F1 (right) against one threshold shared by all labels.
 
@@ -340,12 +350,13 @@ def plot_f1_vs_threshold(
     Per-label thresholds have no single place on this axis: `per_label` maps a name to one
     threshold per label, drawn as short ticks along the bottom, so a reader sees how far
     they spread. Seeing validation and test side by side shows how flat F1 is near its top
-    and how far the validation optimum lies from the test one.
+    and how far the validation optimum lies from the test one. `figsize` (inches) lets a
+    page draw the figure at its column's width.
     """
     from helpers.metrics import f1_by_threshold
 
     curves = {name: f1_by_threshold(p, t, thresholds) for name, (p, t) in splits.items()}
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=figsize, sharey=True)
     styles = ["-", "--", ":", "-."]
     for ax, average in zip(axes, ("micro", "macro"), strict=True):
         for k, (name, curve) in enumerate(curves.items()):
