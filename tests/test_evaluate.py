@@ -21,11 +21,11 @@ from torchmetrics.functional.classification import (
     multilabel_ranking_loss,
 )
 
+from helpers.experiments import paired_bootstrap_micro_f1
 from helpers.metrics import (
     apply_thresholds,
     average_precision_by_hand,
     evaluate,
-    paired_bootstrap_micro_f1,
     top_k_predictions,
     trivial_baselines,
 )

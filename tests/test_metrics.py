@@ -4,7 +4,8 @@ import torch
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score
 from torch.utils.data import DataLoader, TensorDataset
 
-from helpers.metrics import mean_average_precision, per_label_report, predict_probs
+from helpers.inference import predict_probs
+from helpers.metrics import mean_average_precision, per_label_report
 
 # A hand-checkable example: 6 images, 3 labels, with ties and a label the model gets wrong.
 TARGETS = torch.tensor(
@@ -102,7 +103,7 @@ def test_targets_not_0_or_1_are_refused_saying_what_was_found(bad):
     targets[3, 1] = bad
     with pytest.raises(ValueError, match=r"targets must be 0 or 1 .*1 of 18 .*image 3, label 1"):
         mean_average_precision(PROBS, targets)
-    with pytest.raises(ValueError, match="Soft or smoothed targets"):
+    with pytest.raises(ValueError, match="Soft targets have no right or wrong"):
         per_label_report(PROBS, targets, ["a", "b", "c"])
 
 
@@ -157,7 +158,11 @@ def test_wrong_vocabulary_length_is_refused():
 def test_label_without_positives_warns_naming_it():
     targets = TARGETS.clone()
     targets[:, 1] = 0
-    with pytest.warns(UserWarning, match=r"label\(s\) \[1\] have no positives"):
+    with pytest.warns(UserWarning, match=r"no positives for label\(s\) 1: their AP"):
         assert mean_average_precision(PROBS, targets) == pytest.approx(
             average_precision_score(targets, PROBS, average=None).mean(), abs=1e-12
         )
+    with pytest.warns(UserWarning, match=r"no positives for label\(s\) b: their AP"):
+        mean_average_precision(PROBS, targets, vocab=["a", "b", "c"])
+    with pytest.warns(UserWarning, match=r"no positives for label\(s\) b: their AP"):
+        per_label_report(PROBS, targets, ["a", "b", "c"])
