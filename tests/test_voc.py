@@ -284,3 +284,16 @@ def test_decompression_bomb_in_the_data_set_is_refused_naming_the_file(voc_root,
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)  # 24 x 32 = 768 > 2 x 300
     with pytest.raises(ValueError, match=r"000001\.jpg: Image size .* decompression bomb"):
         ds[0]
+
+
+def test_a_class_without_positives_is_named_in_the_warning():
+    """The warning names the class, not "label [0]" (each class is scored on its own)."""
+    probs = torch.tensor([[0.9, 0.2], [0.1, 0.8], [0.4, 0.3]])
+    present = torch.tensor([[1, 0], [0, 0], [1, 0]])
+    ignore = torch.zeros_like(present)
+    with pytest.warns(UserWarning, match=r"no positives for label\(s\) bicycle: their AP"):
+        voc_average_precision(probs, present, ignore, classes=["aeroplane", "bicycle"])
+    with pytest.warns(UserWarning, match=r"no positives for label\(s\) 1: their AP"):
+        voc_average_precision(probs, present, ignore)
+    with pytest.raises(ValueError, match="image 0, 'aeroplane' is both present and ignored"):
+        voc_average_precision(probs, present, present, classes=["aeroplane", "bicycle"])
