@@ -152,7 +152,12 @@ def plot_cooccurrence(
 
 
 def plot_confusion_matrices(
-    targets, predictions, vocab: Sequence[str], ncols: int = 5, title: str | None = None
+    targets,
+    predictions,
+    vocab: Sequence[str],
+    ncols: int = 5,
+    title: str | None = None,
+    figsize: tuple[float, float] | None = None,
 ):
     """One 2x2 confusion matrix per label (rows: true no/yes, columns: predicted no/yes).
 
@@ -161,6 +166,7 @@ def plot_confusion_matrices(
     or true "yes" images that land there): with raw counts the many true negatives would
     make every error cell look empty. The false negatives (bottom left) and false positives
     (top right) of each label are what a threshold trades against each other.
+    `figsize` (inches) lets a page draw the figure at its column's width.
     """
     from sklearn.metrics import multilabel_confusion_matrix
 
@@ -169,7 +175,8 @@ def plot_confusion_matrices(
         y.numpy(), check_targets(predictions, y.shape, "predictions", vocab=vocab).numpy()
     )
     nrows = int(np.ceil(len(vocab) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2 * ncols, 2.1 * nrows + 0.4), squeeze=False)
+    figsize = figsize or (2 * ncols, 2.1 * nrows + 0.4)
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False)
     for ax in axes.flat[len(vocab) :]:
         ax.axis("off")
     for ax, name, m in zip(axes.flat, vocab, cms, strict=False):
@@ -195,12 +202,12 @@ def plot_confusion_matrices(
     return fig
 
 
-def _label_grid(n: int, ncols: int, size: float, **kwargs):
-    """A grid of small panels, one per label; the panels past the last label are hidden."""
+def _label_grid(n: int, ncols: int, size: float, figsize=None, **kwargs):
+    """A grid of small panels, one per label; the panels past the last label are hidden.
+    `figsize` (inches), if given, replaces `size`-inch panels (a page's column width)."""
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(size * ncols, size * nrows + 0.6), squeeze=False, **kwargs
-    )
+    figsize = figsize or (size * ncols, size * nrows + 0.6)
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False, **kwargs)
     for ax in axes.flat[n:]:
         ax.axis("off")
     return fig, axes
@@ -224,6 +231,7 @@ def plot_pr_curves(
     operating_points: dict | None = None,
     ncols: int = 5,
     zoom: float | None = None,
+    figsize: tuple[float, float] | None = None,
 ):
     """Precision-recall curve of each label, with the points that thresholds pick on it.
 
@@ -231,14 +239,15 @@ def plot_pr_curves(
     drawn as a marker where that threshold lands on the label's curve. The title gives
     the label's average precision (:func:`helpers.metrics.average_precisions`). ``zoom=0.7``
     shows only recall and precision from 0.7 to 1, the corner where a good model's
-    operating points lie.
+    operating points lie. `figsize` (inches) lets a page draw the figure at its column's
+    width.
     """
     from sklearn.metrics import precision_recall_curve
 
     probs, y = check_scores_and_targets(probs, targets, vocab=vocab)
     ap = average_precisions(probs, y, vocab=vocab)
     points = _operating_points(probs, y, operating_points)
-    fig, axes = _label_grid(len(vocab), ncols, 2.3, sharex=True, sharey=True)
+    fig, axes = _label_grid(len(vocab), ncols, 2.3, figsize, sharex=True, sharey=True)
     markers = ["o", "s", "^", "D", "v"]
     for j, (ax, name) in enumerate(zip(axes.flat, vocab, strict=False)):
         precision, recall, _ = precision_recall_curve(y[:, j].numpy(), probs[:, j].numpy())
@@ -357,6 +366,7 @@ def plot_f1_vs_threshold(
     marks: dict | None = None,
     per_label: dict | None = None,
     thresholds=None,
+    figsize: tuple[float, float] = (10, 3.6),
 ):
     """Micro F1 (left) and macro F1 (right) against one threshold shared by all labels.
 
@@ -367,11 +377,12 @@ def plot_f1_vs_threshold(
     Per-label thresholds have no single place on this axis: `per_label` maps a name to one
     threshold per label, drawn as short ticks along the bottom, so a reader sees how far
     they spread. Seeing validation and test side by side shows how flat F1 is near its top
-    and how far the validation optimum lies from the test one.
+    and how far the validation optimum lies from the test one. `figsize` (inches) lets a
+    page draw the figure at its column's width.
     """
     curves = {name: f1_by_threshold(p, t, thresholds) for name, (p, t) in splits.items()}
     marks = marks or {}
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=figsize, sharey=True)
     styles = ["-", "--", ":", "-."]
     for ax, average in zip(axes, ("micro", "macro"), strict=True):
         for k, (name, curve) in enumerate(curves.items()):

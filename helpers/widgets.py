@@ -155,6 +155,7 @@ def threshold_explorer(
     mode = w.ToggleButtons(
         options=["one global threshold", "one per label"],
         value="one per label" if per_label else "one global threshold",
+        style={"button_width": "auto"},  # as wide as its label: none is cut short
     )
     label_box = w.GridBox(label_sliders, layout=w.Layout(grid_template_columns="repeat(2, 50%)"))
     output = w.HTML()

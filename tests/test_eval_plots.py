@@ -58,3 +58,17 @@ def test_plot_pr_curves_zoom_sets_both_limits():
     for ax in fig.axes:
         assert ax.get_xlim() == (0.6, 1.01) and ax.get_ylim() == (0.6, 1.01)
     plt.close(fig)
+
+
+def test_evaluation_figures_take_the_page_width():
+    """A page draws each figure at its column's width (issue 21): figsize is obeyed."""
+    from helpers.plots import plot_f1_vs_threshold
+
+    figs = [
+        plot_confusion_matrices(TARGETS, (PROBS >= 0.5).long(), VOCAB, figsize=(6.9, 3)),
+        plot_pr_curves(PROBS, TARGETS, VOCAB, {"0.5": 0.5}, figsize=(6.9, 3)),
+        plot_f1_vs_threshold({"test": (PROBS, TARGETS)}, figsize=(6.9, 3)),
+    ]
+    for fig in figs:
+        np.testing.assert_allclose(fig.get_size_inches(), (6.9, 3))
+        plt.close(fig)

@@ -59,6 +59,14 @@ def test_threshold_explorer_starts_in_per_label_mode_for_per_label_thresholds():
     assert [s.value for s in label_box.children] == pytest.approx([0.35, 0.65, 0.9])
 
 
+def test_threshold_explorer_toggle_buttons_fit_their_labels():
+    """ipywidgets gives each toggle button a fixed width that cuts 'one global threshold'
+    short; the explorer sizes the buttons to their labels (issue 21)."""
+    pytest.importorskip("ipywidgets")
+    mode = threshold_explorer(PROBS, TARGETS, VOCAB, 0.5).children[0]
+    assert mode.style.button_width == "auto"
+
+
 def test_threshold_explorer_rounds_start_values_like_its_snapshot():
     """Sliders move in 0.01 steps: a start of 0.463 becomes 0.46. A score of 0.461 is
     predicted at 0.46 but not at 0.463, so a snapshot must use the rounded value."""
