@@ -41,6 +41,6 @@ def stored_run() -> bool:
     """True under ``BOOK_STORED_RUN=1``: this run's outputs are stored for the built site.
 
     The site renders each ``{glue:text}`` role with its value; Jupyter and Colab show the
-    role as written, so outside a stored run ``helpers.env.glue`` prints the value instead.
+    role as written, so outside a stored run `glue` (in env) prints the value instead.
     """
     return os.environ.get(STORED_RUN_ENV, "") == "1"
