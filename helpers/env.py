@@ -10,6 +10,7 @@ import html
 import os
 import platform
 import random
+import re
 import socket
 import textwrap
 import threading
@@ -172,8 +173,33 @@ def _kernels_rows(device: torch.device) -> dict[str, str]:
     }
 
 
+_PAGE_WIDTH = 79  # characters of the code font in the book's text column
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _fit_to_page(text: str) -> str:
+    """Wrap each line longer than the page's column; a printed line is never cut off.
+
+    Colour codes are dropped from a line that must be wrapped (they would count as width).
+    """
+    lines = []
+    for line in text.split("\n"):
+        plain = _ANSI.sub("", line)
+        if len(plain) <= _PAGE_WIDTH:
+            lines.append(line)
+        else:
+            lines.append(textwrap.fill(plain, _PAGE_WIDTH, subsequent_indent="  "))
+    return "\n".join(lines)
+
+
 def _short_warning(message, category, filename, lineno, line=None) -> str:
-    return f"{category.__name__}: {message}\n"
+    return _fit_to_page(f"{category.__name__}: {message}") + "\n"
+
+
+def _show_fitted_traceback(shell, etype, value, tb, tb_offset=None) -> None:
+    """IPython's (Minimal) traceback of an error, each line wrapped to the page."""
+    stb = shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
+    shell._showtraceback(etype, value, [_fit_to_page(line) for line in stb])
 
 
 def notebook_setup(seed: int = 0) -> torch.device:
@@ -181,7 +207,8 @@ def notebook_setup(seed: int = 0) -> torch.device:
 
     Tracebacks are set to IPython's ``Minimal`` mode and warnings are printed without the
     library file they come from: the message is the lesson, and a stored page must not show
-    the folders of the machine that ran it.
+    the folders of the machine that ran it. Both are wrapped to the page's column
+    (``_PAGE_WIDTH`` characters), so the end of a long message is not cut off.
     """
     import warnings
 
@@ -192,6 +219,7 @@ def notebook_setup(seed: int = 0) -> torch.device:
         shell = get_ipython()
         if shell is not None:
             shell.InteractiveTB.set_mode("Minimal")  # as %xmode Minimal, without printing
+            shell.set_custom_exc((Exception,), _show_fitted_traceback)  # wrapped to the page
     except ImportError:
         pass
     pd.set_option("display.precision", 3)

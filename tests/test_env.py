@@ -118,3 +118,23 @@ def test_script_path_outside_the_repository(tmp_path, monkeypatch):
     assert script_path("train_ddp.py") == installed / "scripts" / "train_ddp.py"
     with pytest.raises(FileNotFoundError, match="scripts/nope.py"):
         script_path("nope.py")
+
+
+def test_setup_wraps_warnings_to_the_page(monkeypatch):
+    """A long warning is printed on lines of at most 79 characters, every word kept."""
+    import warnings
+
+    import pandas as pd
+
+    from helpers.env import notebook_setup
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
+    with pd.option_context("display.precision", 6, "display.max_colwidth", 50):
+        notebook_setup(seed=0)
+    message = "Arguments other than a weight enum are deprecated " * 4 + "end"
+    shown = warnings.formatwarning(message, UserWarning, "lib.py", 1)
+    assert max(len(line) for line in shown.splitlines()) <= 79
+    assert shown.split() == f"UserWarning: {message}".split()
+    assert "lib.py" not in shown
+    short = warnings.formatwarning("short", DeprecationWarning, "lib.py", 1)
+    assert short == "DeprecationWarning: short\n"
