@@ -36,6 +36,11 @@ __all__ = [
 ]
 
 
+# ipywidgets draws each toggle button 72 px wide and cuts longer labels short:
+# size the buttons to their labels instead.
+_WHOLE_LABELS = {"button_width": "auto"}
+
+
 @dataclass
 class LiveOrSnapshot:
     """A widget shown once: live where a kernel runs, as its static snapshot on the site.
@@ -143,6 +148,7 @@ def threshold_explorer(
     ]
     mode = w.ToggleButtons(
         options=["one global threshold", "one per label"],
+        style=_WHOLE_LABELS,
         value="one per label" if per_label else "one global threshold",
     )
     label_box = w.GridBox(label_sliders, layout=w.Layout(grid_template_columns="repeat(2, 50%)"))
@@ -210,7 +216,7 @@ def plot_prediction(view: PredictionView):
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(
-        1, 2, figsize=(7.5, 0.28 * len(view.vocab) + 1.2), width_ratios=[1, 1.6]
+        1, 2, figsize=(6.9, 0.28 * len(view.vocab) + 1.2), width_ratios=[1, 1.6]
     )
     left.axis("off")
     if view.error:
@@ -264,7 +270,7 @@ def prediction_explorer(classifier, images: dict, threshold: float = 0.5):
 
     picker = w.Dropdown(options=list(images), description="test image")
     upload = w.FileUpload(accept="image/*", multiple=False, description="upload")
-    mode = w.ToggleButtons(options=["tuned per label", "one for all labels"])
+    mode = w.ToggleButtons(options=["tuned per label", "one for all labels"], style=_WHOLE_LABELS)
     slider = w.FloatSlider(
         value=threshold, min=0.0, max=1.0, step=0.01, description="threshold",
         continuous_update=False, disabled=True,
@@ -381,7 +387,7 @@ def precision_promise_explorer(
         continuous_update=False,
     )  # fmt: skip
     rules = {"naive": None, f"Clopper-Pearson {confidence:.0%}": confidence}
-    rule = w.ToggleButtons(options=list(rules))
+    rule = w.ToggleButtons(options=list(rules), style=_WHOLE_LABELS)
     output = w.HTML()
 
     def update(_=None):
