@@ -6,11 +6,14 @@ which library versions, which data and weights, and which CPU kernels made them.
 
 from __future__ import annotations
 
+import html
 import os
 import platform
 import random
 import socket
+import textwrap
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +21,10 @@ import pandas as pd
 import torch
 import torchvision
 
-from helpers.pins import OFFLINE_ENV, PINNED_ENV, offline
+from helpers.pins import OFFLINE_ENV, PINNED_ENV, offline, stored_run
 
 __all__ = [
+    "EnvironmentReport",
     "cpu_native_bf16",
     "environment_report",
     "glue",
@@ -98,10 +102,40 @@ def in_colab() -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class EnvironmentReport:
+    """Where a page's outputs were produced: one line of plain words, the table a click away.
+
+    A chapter opens with its story, not with bookkeeping: the page shows `summary` (device,
+    data, weights) and folds the full `table` (versions, kernels, notes) into a
+    ``<details>`` element; plain-text front ends print the line and the rows, wrapped to the
+    page's 79 characters.
+    """
+
+    summary: str
+    table: pd.DataFrame
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+            for k, v in self.table["value"].items()
+        )
+        return (
+            f"<p>{html.escape(self.summary)}</p><details><summary>Full environment "
+            f"report</summary><table>{rows}</table></details>"
+        )
+
+    def __repr__(self) -> str:
+        lines = textwrap.wrap(self.summary, 79)
+        for key, value in self.table["value"].items():
+            lines += textwrap.wrap(f"{key}: {value}", 79, subsequent_indent="    ")
+        return "\n".join(lines)
+
+
 def environment_report(
     device: torch.device, data: str, pretrained: str = "none", data_note: str = ""
-) -> pd.DataFrame:
-    """A small table that states where this page's outputs were produced.
+) -> EnvironmentReport:
+    """State where this page's outputs were produced: a summary line and the full table.
 
     `data` names the data actually loaded (not the data the chapter hoped for) and
     `pretrained` the weights actually used, so a CPU run from random weights can never be
@@ -119,7 +153,9 @@ def environment_report(
     }
     if data_note:
         rows["data note"] = data_note
-    return pd.DataFrame({"value": list(rows.values())}, index=pd.Index(list(rows), name="setting"))
+    table = pd.DataFrame({"value": list(rows.values())}, index=pd.Index(list(rows), name="setting"))
+    summary = f"Run on {rows['device']}; data: {data}; pretrained weights: {pretrained}."
+    return EnvironmentReport(summary=summary, table=table)
 
 
 def _kernels_rows(device: torch.device) -> dict[str, str]:
@@ -165,17 +201,22 @@ def notebook_setup(seed: int = 0) -> torch.device:
 
 
 def glue(name: str, value, display: bool = False) -> None:
-    """``myst_nb.glue`` when it is installed (building the book), else nothing (e.g. Colab).
+    """Record `value` for the prose, which cites it as ``{glue:text}`name```.
 
-    Glue puts a number computed in a cell into the prose of the HTML book; a reader
-    running the notebook sees the same number printed by the cell itself.
+    In a stored run (`helpers.pins.stored_run`) myst_nb records it silently and the built
+    site puts the value into the sentence. Jupyter and Colab do not render glue roles: a
+    reader there sees the key, so the value is printed as ``name = value`` under the cell
+    that computed it, just above the prose that cites it.
     """
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        value = value.item()  # NumPy 2 / torch scalars: the book formats plain Python numbers
     try:
         from myst_nb import glue as myst_glue
     except ImportError:
+        myst_glue = None
+    if myst_glue is None or not stored_run():
+        print(f"{name} = {value}")
         return
-    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
-        value = value.item()  # NumPy 2 / torch scalars: the book formats plain Python numbers
     myst_glue(name, value, display=display)
 
 

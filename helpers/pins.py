@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["OFFLINE_ENV", "PINNED_ENV", "offline"]
+__all__ = ["OFFLINE_ENV", "PINNED_ENV", "STORED_RUN_ENV", "offline", "stored_run"]
 
 OFFLINE_ENV = "BOOK_OFFLINE"
+STORED_RUN_ENV = "BOOK_STORED_RUN"
 
 PINNED_ENV = {
     "ATEN_CPU_CAPABILITY": "avx2",  # PyTorch's own kernels: AVX2, even where AVX-512 exists
@@ -23,6 +24,7 @@ PINNED_ENV = {
     "OMP_NUM_THREADS": "1",  # one thread: a sum's order does not depend on the core count
     "MKL_NUM_THREADS": "1",
     OFFLINE_ENV: "1",  # the bundled digits, no ImageNet weights, whatever the network
+    STORED_RUN_ENV: "1",  # outputs are stored for the built site: glue records silently
 }
 
 
@@ -33,3 +35,12 @@ def offline() -> bool:
     other numbers than the stored page; stored runs and CI set this, readers do not.
     """
     return os.environ.get(OFFLINE_ENV, "") == "1"
+
+
+def stored_run() -> bool:
+    """True under ``BOOK_STORED_RUN=1``: this run's outputs are stored for the built site.
+
+    The site renders each ``{glue:text}`` role with its value; Jupyter and Colab show the
+    role as written, so outside a stored run `glue` (in env) prints the value instead.
+    """
+    return os.environ.get(STORED_RUN_ENV, "") == "1"

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from scripts import preamble
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
@@ -40,19 +42,26 @@ def test_every_chapter_is_in_the_toc_and_exists():
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
-def test_setup_cell_installs_from_the_configured_repository(nb):
-    """Cell 1 installs helpers (collapsed on the page), cell 2 reports the environment."""
-    install, report = code_cells(nb)[:2]
-    text = "".join(install["source"])
+def test_setup_is_one_collapsed_cell_from_one_source(nb):
+    """The first code cell is the setup: its install block comes from scripts/preamble.py.
+
+    The block names the repository of _config.yml and installs the release this page was
+    executed with; the rest of the cell seeds, picks the device and prints the report.
+    """
+    assert preamble.check(nb) is None, f"{nb.name}: {preamble.check(nb)}"
+    setup = code_cells(nb)[0]
+    text = "".join(setup["source"])
     assert f'repo = "{CONFIG["repository"]["url"]}"' in text
+    assert f'release = "{preamble.release_tag()}"' in text
     # checks the installed distribution, not any module named "helpers" a reader may have
     assert 'importlib.metadata.version("multilabel-book-helpers")' in text
-    # tests (tests/test_colab.py) install a wheel instead; readers get the repository
-    assert 'os.environ.get("BOOK_HELPERS_SPEC", f"git+{repo}")' in text
-    assert "hide-input" in tags(install) and not install["outputs"]
-    shown = "".join(report["source"])
-    assert "environment_report(" in shown and "notebook_setup(" in shown
-    assert "hide-input" not in tags(report) and "remove-input" not in tags(report)
+    assert "environment_report(" in text and "notebook_setup(" in text
+    assert tags(setup) == ["hide-input"] and len(setup["outputs"]) == 1
+
+
+def test_launch_buttons_open_the_release_the_notebooks_install():
+    """Colab opens the notebooks of the tag whose helpers their setup cell installs."""
+    assert CONFIG["repository"]["branch"] == preamble.release_tag()
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)

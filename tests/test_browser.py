@@ -3,9 +3,11 @@
 Every page listed in _toc.yml is opened from disk (file://, as a reader opens
 _build/html/index.html) and checked for: console errors from the book's own assets, figures
 that render, internal links that resolve, a working Colab launch link on each chapter, readable
-snapshots of widgets, and hidden solutions that open. Screenshots of two pages are written to
-the repository's build folder, `_build/screenshots/` (git-ignored); the book itself is built
-into pytest's temporary folder (tests/conftest.py).
+snapshots of widgets, hidden solutions that open, and a layout that fits the text column: no
+code, output or table wider than the column, no figure scaled below the size at which its text
+stays legible (`LEGIBLE_SCALE`). A full-page screenshot of every page is written to the
+repository's build folder, `_build/screenshots/` (git-ignored), for a person to look at; the
+book itself is built into pytest's temporary folder (tests/conftest.py).
 
 Needs Chromium (Debian: `apt-get install chromium`, used at /usr/bin/chromium; Playwright never
 downloads a browser here) and the `playwright` Python package. Without them the tests are
@@ -29,7 +31,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
-SCREENSHOT_PAGES = ["book/intro", "book/05_evaluation_thresholds"]  # the only hard-coded pages
+VIEWPORT = {"width": 1280, "height": 900}  # a laptop screen, as the pages were reviewed
+# The legibility rule. Figures are drawn for the column (at most 6.9 in wide at 100 dpi: 690
+# px, the column being about 688 px) with no text below 9 pt, i.e. 12.5 px. The theme scales a
+# wider image down to the column; shown at LEGIBLE_SCALE of its drawn width or more, 9-pt text
+# stays at least 10 px tall, about the size of the page's own smallest captions. An image
+# shown smaller than that was drawn too wide and its text is too small to read.
+LEGIBLE_SCALE = 0.8
 CHROMIUM_ARGS = [
     "--disable-gpu",
     "--disable-background-networking",
@@ -177,7 +185,7 @@ def _route(route):
 
 @pytest.fixture(scope="module")
 def context(browser):
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    ctx = browser.new_context(viewport=VIEWPORT)
     ctx.route("**/*", _route)
     yield ctx
     ctx.close()
@@ -228,7 +236,34 @@ FACTS_JS = """() => {
     links: [...document.querySelectorAll('a[href]')].map(a => ({
       raw: a.getAttribute('href'), url: a.href})),
     ids: [...document.querySelectorAll('[id]')].map(e => e.id),
+    layout: layout(),
   };
+}"""
+
+# What a reader cannot see without scrolling sideways, and figures shrunk below legibility.
+# A block "overflows" when its content is wider than the box the column gives it (the theme
+# then adds a horizontal scroll bar and the end of each long line is off-screen).
+LAYOUT_JS = """function layout() {
+  const article = document.querySelector('article.bd-article') || document.body;
+  const column = article.clientWidth;
+  const text = e => (e.innerText || '').trim().split('\\n')[0].slice(0, 70);
+  const wide = e => e.scrollWidth > e.clientWidth + 2;
+  const where = e => e.closest('.cell_output, .output') ? 'output' :
+                     e.closest('.cell_input, .cell') ? 'code' : 'text';
+  const blocks = [...article.querySelectorAll('pre')].filter(e => e.clientWidth > 0 && wide(e))
+    .map(e => ({kind: where(e), width: e.scrollWidth, box: e.clientWidth, text: text(e)}));
+  const tables = [...article.querySelectorAll('table')].filter(t => t.clientWidth > 0)
+    .filter(t => t.getBoundingClientRect().width > column + 2
+                 || (t.parentElement && wide(t.parentElement)))
+    .map(t => ({width: Math.round(t.getBoundingClientRect().width), text: text(t)}));
+  const images = [...article.querySelectorAll('img')]
+    .filter(i => i.naturalWidth > 0 && i.getBoundingClientRect().width > 0)
+    .map(i => ({src: i.getAttribute('src').slice(-60), natural: i.naturalWidth,
+                shown: Math.round(i.getBoundingClientRect().width)}));
+  const shown = e => e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden';
+  const searches = [...document.querySelectorAll('.search-button-field, form.bd-search')]
+    .filter(e => shown(e) && !e.closest('dialog')).length;
+  return {column, blocks, tables, images, searches};
 }"""
 
 
@@ -240,7 +275,7 @@ def visits(context, html) -> dict[str, Visit]:
     for page in PAGES:
         tab, visit = open_page(context, html, page)
         tab.wait_for_timeout(200)  # late console messages (async scripts) arrive
-        visit.facts = tab.evaluate(FACTS_JS)
+        visit.facts = tab.evaluate("() => { " + LAYOUT_JS + "; return (" + FACTS_JS + ")(); }")
         tab.close()
         result[page] = visit
     print(f"browser: loaded {len(PAGES)} pages in {time.perf_counter() - start:.1f} s")
@@ -374,17 +409,56 @@ def test_solution_toggles_open(context, html, page):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("page", PAGES)
+def test_code_and_outputs_fit_the_column(visits, page):
+    """No line of code, printed output, warning or error runs past the text column."""
+    blocks = visits[page].facts["layout"]["blocks"]
+    lines = [f"{b['kind']} {b['width']} px in {b['box']} px: {b['text']!r}" for b in blocks]
+    assert not lines, f"{page}: blocks wider than the column:\n" + "\n".join(lines)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", PAGES)
+def test_tables_fit_the_column(visits, page):
+    layout = visits[page].facts["layout"]
+    lines = [
+        f"{t['width']} px (column {layout['column']} px): {t['text']!r}" for t in layout["tables"]
+    ]
+    assert not lines, f"{page}: tables wider than the column:\n" + "\n".join(lines)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", PAGES)
+def test_figures_are_shown_at_a_legible_size(visits, page):
+    """A figure drawn wider than the column is shrunk, and its text with it (LEGIBLE_SCALE)."""
+    small = [
+        f"{i['src']}: drawn {i['natural']} px, shown {i['shown']} px"
+        for i in visits[page].facts["layout"]["images"]
+        if i["shown"] < LEGIBLE_SCALE * i["natural"]
+    ]
+    assert not small, f"{page}: figures shrunk below {LEGIBLE_SCALE:.0%}:\n" + "\n".join(small)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", PAGES)
+def test_one_search_box(visits, page):
+    """The themes' two search fields were both shown (see _ext/one_search_box.py)."""
+    assert visits[page].facts["layout"]["searches"] == 1, f"{page}: search boxes shown"
+
+
+@pytest.mark.slow
 def test_screenshots(context, book_build):
-    """Full-page screenshots of two pages, for a person to look at (not compared)."""
+    """A full-page screenshot of every page, for a person to look at (not compared)."""
     out = ROOT / "_build" / "screenshots"  # the repository's (git-ignored) build folder
     out.mkdir(parents=True, exist_ok=True)
-    for page in SCREENSHOT_PAGES:
+    for page in PAGES:
         tab, _ = open_page(context, book_build.html, page)
+        tab.wait_for_timeout(300)  # fonts and MathJax settle
         path = out / (Path(page).name + ".png")
         tab.screenshot(path=str(path), full_page=True)
         tab.close()
         assert path.stat().st_size > 10_000, f"{path.name} looks empty"
-    print(f"screenshots: {out.relative_to(ROOT)}")
+    print(f"screenshots: {out.relative_to(ROOT)} ({len(PAGES)} pages)")
 
 
 @pytest.mark.slow

@@ -330,12 +330,14 @@ def report_rows(cell: dict) -> dict[str, str]:
     )
     keys = ("device", "platform", "python", "torch", "torchvision", "data note", "data",
             "pretrained weights", "kernels")  # fmt: skip
-    rows = {}
-    for line in text.splitlines():
-        for key in keys:
-            if line.startswith(key + " ") and key not in rows:
-                rows[key] = line[len(key) :].strip()
-                break
+    rows, key = {}, None
+    for line in text.splitlines():  # "key: value", wrapped lines indented by four spaces
+        if key and line.startswith("    "):
+            rows[key] += " " + line.strip()
+            continue
+        key = next((k for k in keys if line.startswith(k + ": ") and k not in rows), None)
+        if key:
+            rows[key] = line[len(key) + 2 :].strip()
     return rows
 
 
@@ -393,7 +395,7 @@ def test_chapter_runs_alone_in_a_simulated_colab(chapter, colab, tmp_path):
     assert f"Location: {tmp_path / 'runtime'}" in shown and "Editable" not in shown, shown
 
     code = [c for c in nb.cells if c.cell_type == "code"]
-    rows = report_rows(code[1])
+    rows = report_rows(code[0])  # the setup cell prints the report
     assert rows.get("kernels", "").startswith("pinned: AVX2 kernels, 1 thread"), rows
     assert rows["platform"] == platform.system(), rows  # not "Google Colab": google.colab absent
     assert rows["python"] == platform.python_version(), rows

@@ -28,7 +28,7 @@ def test_pins_are_what_the_test_process_runs_under():
     assert all(__import__("os").environ[k] == v for k, v in PINNED_ENV.items())
     assert torch.backends.cpu.get_cpu_capability() == "AVX2"
     assert torch.get_num_threads() == 1
-    kernels = environment_report(torch.device("cpu"), data="d")["value"]["kernels"]
+    kernels = environment_report(torch.device("cpu"), data="d").table["value"]["kernels"]
     assert kernels.startswith("pinned: AVX2 kernels, 1 thread")
     assert not cpu_native_bf16(), "under the AVX2 pin bf16 must not count as native"
 
@@ -49,7 +49,7 @@ def test_report_states_provenance(monkeypatch):
     report = environment_report(
         torch.device("cpu"), data="some digits", pretrained="none", data_note="MNIST: offline"
     )
-    values = report["value"]
+    values = report.table["value"]
     assert values["device"].startswith("cpu (CPU, ")
     assert values["torch"] == torch.__version__
     assert values["data"] == "some digits"
@@ -57,24 +57,28 @@ def test_report_states_provenance(monkeypatch):
     assert values["kernels"].startswith("pinned: AVX2 kernels, 1 thread")
     assert values["data note"] == "MNIST: offline"
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")  # one pin no longer as set
-    loose = environment_report(torch.device("cpu"), data="d")["value"]
+    loose = environment_report(torch.device("cpu"), data="d").table["value"]
     assert loose["kernels"].startswith("not pinned") and "data note" not in loose
 
 
-def test_glue_is_a_no_op_without_myst_nb(monkeypatch):
-    import builtins
+def test_report_opens_with_one_line_and_folds_the_table():
+    """The page shows device, data and weights in words; the table is one click away."""
+    report = environment_report(torch.device("cpu"), data="<some> digits", pretrained="none")
+    assert report.summary.startswith("Run on cpu (CPU, 1 thread); data: <some> digits")
+    html = report._repr_html_()
+    assert html.index("<p>") < html.index("<details>") < html.index("<table>")
+    assert "&lt;some&gt; digits" in html and "<some>" not in html
+    assert all(len(line) <= 79 for line in repr(report).splitlines())
+    assert repr(report).splitlines()[0].startswith("Run on cpu")
 
+
+def test_glue_prints_the_value_where_roles_are_not_rendered(monkeypatch, capsys):
+    """Outside a stored run (Jupyter, Colab) the prose shows the key: print the value."""
     from helpers.env import glue
 
-    real_import = builtins.__import__
-
-    def no_myst(name, *args, **kwargs):
-        if name == "myst_nb":
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_myst)
-    assert glue("x", 1.0) is None
+    monkeypatch.delenv("BOOK_STORED_RUN")
+    assert glue("test_map", torch.tensor(0.5)) is None
+    assert capsys.readouterr().out == "test_map = 0.5\n"
 
 
 def test_glue_stores_plain_python_numbers(monkeypatch):
@@ -85,6 +89,7 @@ def test_glue_stores_plain_python_numbers(monkeypatch):
     from helpers.env import glue
 
     seen = {}
+    monkeypatch.setenv("BOOK_STORED_RUN", "1")
     monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: seen.update({name: value}))
     glue("a", np.float64(0.5))
     glue("b", torch.tensor(2))

@@ -49,6 +49,9 @@ def test_book_workflow_tests_then_deploys_to_pages():
     assert any(u.startswith("actions/upload-pages-artifact@") for u in uses)
     assert any(u.startswith("actions/deploy-pages@") for u in uses)
     assert deploy["needs"] == "test-and-build"
+    # a release tag is published, so the site, its Colab buttons and install line agree
+    assert "startsWith(github.ref, 'refs/tags/v')" in deploy["if"]
+    assert "v*" in flow[True]["push"]["tags"]  # YAML reads the key `on` as True
     assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
 
 
