@@ -13,11 +13,16 @@ values, probabilities outside [0, 1], targets other than 0/1, mismatched shapes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 import torch
 from scipy.optimize import minimize_scalar
 from scipy.stats import beta
+
+from helpers.labels import apply_thresholds, check_scores, check_targets, per_label_thresholds
+from helpers.metrics import precision_recall_f1
 
 __all__ = [
     "apply_isotonic",
@@ -27,6 +32,7 @@ __all__ = [
     "fit_isotonic",
     "fit_temperature",
     "precision_curve",
+    "precision_promise_table",
     "precision_recall_at",
     "reliability_curve",
     "thresholds_for_precision",
@@ -35,56 +41,21 @@ __all__ = [
 _AVERAGES = ("macro", "pooled", None)
 
 
-def _numpy(x, name: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu()
-    try:
-        a = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be numbers; got {type(x).__name__}") from err
-    return a
+def _check_probs_targets(probs, targets, probabilities: bool = True):
+    """Scores and 0/1 targets as float64 arrays of one shape, or the error of
+    :func:`helpers.labels.check_scores` / :func:`helpers.labels.check_targets` (the one
+    owner of these rules: an error names the image and label of the first bad entry).
 
-
-def _where(a: np.ndarray, bad: np.ndarray) -> str:
-    """'row i, label j' of the first bad entry (2-D), or 'row i' (1-D)."""
-    first = tuple(int(v) for v in np.argwhere(bad)[0])
-    return f"row {first[0]}, label {first[1]}" if len(first) == 2 else f"row {first[0]}"
-
-
-def _check_targets(targets, shape: tuple[int, ...], name: str = "targets") -> np.ndarray:
-    y = _numpy(targets, name)
-    if y.shape != shape:
-        raise ValueError(f"{name} has shape {y.shape} but the scores have shape {shape}")
-    bad = ~np.isin(y, (0.0, 1.0))
-    if bad.any():
-        value = y[tuple(np.argwhere(bad)[0])]
-        raise ValueError(
-            f"{name} must be 0 or 1 (hard labels); {_where(y, bad)} is {float(value)}. "
-            "Soft or missing targets have no calibration error to measure."
-        )
-    return y
-
-
-def _check_probs_targets(probs, targets) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities and 0/1 targets as float64 arrays of one shape, or a clear error.
-
-    1-D input is one label; 2-D input is images x labels. The error names the row and label
-    of the first bad entry.
+    1-D input is one label (a column); 2-D input is images x labels.
     """
-    p = _numpy(probs, "probs")
-    if p.ndim not in (1, 2) or p.size == 0:
-        raise ValueError(f"probs must be a non-empty 1-D or 2-D array; got shape {p.shape}")
-    bad = ~np.isfinite(p)
-    if bad.any():
-        raise ValueError(f"probs contains NaN or infinity at {_where(p, bad)}")
-    bad = (p < 0) | (p > 1)
-    if bad.any():
-        value = p[tuple(np.argwhere(bad)[0])]
-        raise ValueError(
-            f"probs must lie in [0, 1]; {_where(p, bad)} is {float(value)} "
-            "(logits? apply a sigmoid first)"
-        )
-    return p, _check_targets(targets, p.shape)
+    x = torch.as_tensor(probs if isinstance(probs, torch.Tensor) else np.asarray(probs))
+    one_label = x.ndim == 1
+    name = "probs" if probabilities else "logits"
+    x = check_scores(x.reshape(-1, 1) if one_label else x, name, probabilities)
+    y = torch.as_tensor(targets)
+    y = check_targets(y.reshape(-1, 1) if one_label and y.ndim == 1 else y, x.shape)
+    p, t = x.numpy().astype(np.float64), y.numpy().astype(np.float64)
+    return (p.ravel(), t.ravel()) if one_label else (p, t)
 
 
 # --- Measuring calibration --------------------------------------------------------------------
@@ -165,13 +136,8 @@ def expected_calibration_error(probs, targets, n_bins: int = 15, average: str | 
 
 
 def _check_logits(logits) -> np.ndarray:
-    z = _numpy(logits, "logits")
-    if z.ndim != 2 or z.size == 0:
-        raise ValueError(f"logits must be a non-empty 2-D array (images x labels); got {z.shape}")
-    bad = ~np.isfinite(z)
-    if bad.any():
-        raise ValueError(f"logits contains NaN or infinity at {_where(z, bad)}")
-    return z
+    """Logits as a float64 (images, labels) array (:func:`helpers.labels.check_scores`)."""
+    return check_scores(logits, "logits", probabilities=False).numpy().astype(np.float64)
 
 
 def _nll(z: np.ndarray, y: np.ndarray) -> float:
@@ -196,7 +162,7 @@ def fit_temperature(
     information), and no finite temperature is the answer.
     """
     z = _check_logits(logits)
-    y = _check_targets(targets, z.shape)
+    y = check_targets(targets, z.shape).numpy().astype(np.float64)
     if not 0 < bounds[0] < 1 < bounds[1]:
         raise ValueError(f"bounds must satisfy 0 < low < 1 < high; got {bounds}")
     lo, hi = np.log(bounds[0]), np.log(bounds[1])
@@ -253,8 +219,7 @@ def fit_isotonic(probs, targets) -> list:
 
 def apply_isotonic(calibrators: list, probs) -> torch.Tensor:
     """Calibrated probabilities (float64): each label's column through its own regression."""
-    p = _numpy(probs, "probs")
-    p, _ = _check_probs_targets(p, np.zeros_like(p))
+    p = check_scores(probs, "probs").numpy().astype(np.float64)
     if p.ndim != 2 or p.shape[1] != len(calibrators):
         raise ValueError(
             f"probs must be 2-D with one column per calibrator ({len(calibrators)}); "
@@ -334,31 +299,68 @@ def thresholds_for_precision(
 def precision_recall_at(probs, targets, thresholds) -> pd.DataFrame:
     """Per label at `thresholds` (``>=``): support, predicted, precision and recall.
 
+    Decisions come from :func:`helpers.labels.apply_thresholds` and the counts from
+    :func:`helpers.metrics.precision_recall_f1`, as in every report. A threshold of
+    ``inf`` (from :func:`thresholds_for_precision`) means "never predict this label".
     Unlike scikit-learn's ``zero_division=0``, precision with nothing predicted is NaN:
     a label that is never predicted makes no claim, and it must not count as precision 0
     (nor as 1). Recall of a label with no positives is NaN too.
     """
-    p, y = _check_probs_targets(probs, targets)
-    if p.ndim != 2:
-        raise ValueError(f"probs must be 2-D (images x labels); got shape {p.shape}")
-    t = _numpy(thresholds, "thresholds")
-    if t.ndim > 1 or (t.ndim == 1 and len(t) != p.shape[1]) or np.isnan(t).any():
-        raise ValueError(
-            f"thresholds must be one number or one per label ({p.shape[1]}), no NaN; got {t}"
-        )
-    pred = p >= t
-    tp = (pred & (y == 1)).sum(0)
-    predicted, support = pred.sum(0), y.sum(0).astype(int)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(predicted > 0, tp / predicted, np.nan)
-        recall = np.where(support > 0, tp / support, np.nan)
+    x = check_scores(probs, "probs")
+    y = check_targets(targets, x.shape)
+    t = torch.as_tensor(np.asarray(thresholds, dtype=np.float64))
+    # "never" is an infinite threshold: decided here until labels.apply_thresholds takes inf
+    finite = per_label_thresholds(torch.where(torch.isposinf(t), 1.0, t), x.shape[1], t.dtype)
+    never = torch.isposinf(t).expand(x.shape[1])
+    pred = apply_thresholds(x, finite)
+    pred[:, never] = 0
+    prf = precision_recall_f1(y, pred, zero_division=np.nan)
     return pd.DataFrame(
         {
-            "threshold": np.broadcast_to(t, p.shape[1]),
-            "support": support,
-            "predicted": predicted,
-            "precision": precision,
-            "recall": recall,
+            "threshold": np.where(never.numpy(), np.inf, finite.numpy()),
+            "support": y.sum(0).numpy(),
+            "predicted": pred.sum(0).numpy(),
+            "precision": prf["precision"],
+            "recall": prf["recall"],
         },
-        index=pd.Index(range(p.shape[1]), name="label"),
+        index=pd.Index(range(x.shape[1]), name="label"),
+    )
+
+
+def precision_promise_table(
+    val_probs,
+    val_targets,
+    test_probs,
+    test_targets,
+    vocab: Sequence[str],
+    target: float = 0.95,
+    confidence: float | None = None,
+) -> pd.DataFrame:
+    """Per label: the threshold chosen on validation to promise `target` precision, and what
+    it gives on test (predicted, precision, recall, whether the promise was kept).
+
+    ``confidence=None`` chooses naively (validation precision >= target); a number asks the
+    Clopper-Pearson lower bound at that confidence to reach the target
+    (:func:`thresholds_for_precision`). A label with no passing threshold is never predicted
+    (threshold ``inf``): it claims nothing, so its promise counts as kept, with test
+    precision NaN and recall 0. Chapter 12's widget redraws this table while its slider
+    moves; the chapter reports and glues the same table.
+    """
+    vocab = list(vocab)
+    t = thresholds_for_precision(val_probs, val_targets, target, confidence)
+    if len(vocab) != len(t):
+        raise ValueError(f"vocab has {len(vocab)} names but the scores {len(t)} labels")
+    val = precision_recall_at(val_probs, val_targets, t)
+    test = precision_recall_at(test_probs, test_targets, t)
+    precision = test["precision"].to_numpy()
+    return pd.DataFrame(
+        {
+            "threshold": t.numpy(),
+            "val precision": val["precision"].to_numpy(),
+            "test predicted": test["predicted"].to_numpy(),
+            "test precision": precision,
+            "test recall": test["recall"].to_numpy(),
+            "promise kept": np.isnan(precision) | (precision >= target),
+        },
+        index=pd.Index(vocab, name="label"),
     )

@@ -68,11 +68,30 @@ def multi_hot(label_sets: LabelSets, vocab: Sequence[str]) -> torch.Tensor:
     return out
 
 
-def check_scores(scores, name: str = "scores", probabilities: bool = True) -> torch.Tensor:
+def _where(first: tuple[int, ...], vocab: Sequence[str] | None) -> str:
+    """Where an entry is: 'image i, label j' (the label by its name when a vocabulary is
+    known); a 1-D input is one image's labels with `vocab`, else just 'index i'."""
+    if len(first) == 1 and vocab is None:
+        return f"index {first[0]}"
+    j = first[-1]
+    label = (
+        f"label {vocab[j]!r} (column {j})" if vocab is not None and j < len(vocab) else f"label {j}"
+    )
+    return f"image {first[0]}, {label}" if len(first) == 2 else label
+
+
+def check_scores(
+    scores,
+    name: str = "scores",
+    probabilities: bool = True,
+    vocab: Sequence[str] | None = None,
+) -> torch.Tensor:
     """`scores` as a 2-D floating tensor (images, labels), or a clear error saying why not.
 
-    Every helper that scores or thresholds predictions calls this first, so they all refuse
-    the same inputs with the same words:
+    The one owner of this rule: every helper that scores, calibrates or thresholds
+    predictions (``metrics``, ``calibration``, ``predict``, ``voc_training``, and through
+    :func:`apply_thresholds` the widgets and plots) calls it, so they all refuse the same
+    inputs with the same words:
 
     - not 2-D: a flat vector could be one image or one label; say which with
       ``x.reshape(1, -1)`` (one image) or ``x.reshape(-1, 1)`` (one label);
@@ -80,11 +99,16 @@ def check_scores(scores, name: str = "scores", probabilities: bool = True) -> to
     - NaN or infinite values (a diverged model): the error counts them and names the first;
     - with ``probabilities=True``, values outside [0, 1]: logits or scores that are not
       probabilities. A library that guesses (torchmetrics applies a sigmoid when any value is
-      outside [0, 1]) would silently score something else.
+      outside [0, 1]) would silently score something else. ``probabilities=False`` is for
+      logits and other scores that are only ranked.
 
-    float32 and float64 keep their dtype (a cast to float32 can merge distinct float64 scores
-    into ties); integers and booleans become float64 (exact), float16/bfloat16 float32.
+    Numpy arrays, lists and tensors (on any device) are accepted. With `vocab`, an error
+    names the label. float32 and float64 keep their dtype (a cast to float32 can merge
+    distinct float64 scores into ties); integers and booleans become float64 (exact),
+    float16/bfloat16 float32.
     """
+    if not isinstance(scores, torch.Tensor):  # Python floats are float64: keep them so
+        scores = np.asarray(scores)
     x = torch.as_tensor(scores).detach().cpu()
     if x.ndim != 2:
         raise ValueError(
@@ -97,32 +121,44 @@ def check_scores(scores, name: str = "scores", probabilities: bool = True) -> to
         x = x.to(torch.float64)
     elif x.dtype not in (torch.float32, torch.float64):
         x = x.to(torch.float32)
-    bad = ~torch.isfinite(x)
-    if bad.any():
-        i, j = (int(v) for v in torch.nonzero(bad)[0])
-        raise ValueError(
-            f"{int(bad.sum())} of {x.numel()} {name} are NaN or infinite (first at image {i}, "
-            f"label {j}: {x[i, j].item()}); a diverged model or a broken input cannot be scored"
-        )
+    _refuse_any(~torch.isfinite(x), x, f"{name} are NaN or infinite", vocab,
+                "a diverged model or a broken input cannot be scored")  # fmt: skip
     if probabilities:
-        outside = (x < 0) | (x > 1)
-        if outside.any():
-            i, j = (int(v) for v in torch.nonzero(outside)[0])
-            raise ValueError(
-                f"{int(outside.sum())} of {x.numel()} {name} are outside [0, 1] (first at image "
-                f"{i}, label {j}: {x[i, j].item()!r}; min {x.min().item():.4g}, max "
-                f"{x.max().item():.4g}); pass probabilities (torch.sigmoid(logits)), not logits"
-            )
+        _refuse_any((x < 0) | (x > 1), x, f"{name} are outside [0, 1]", vocab,
+                    f"min {x.min().item():.4g}, max {x.max().item():.4g}; pass probabilities "
+                    "(torch.sigmoid(logits)), not logits")  # fmt: skip
     return x
 
 
-def check_targets(targets, shape=None, name: str = "targets") -> torch.Tensor:
-    """0/1 targets as a long tensor, or a clear error saying what was found.
+def _refuse_any(bad: torch.Tensor, x: torch.Tensor, what: str, vocab, advice: str) -> None:
+    """Raise when any entry is `bad`: how many, and the first one by place and value."""
+    if bad.any():
+        first = tuple(int(v) for v in torch.nonzero(bad)[0])
+        raise ValueError(
+            f"{int(bad.sum())} of {x.numel()} {what} (first at {_where(first, vocab)}: "
+            f"{x[first].item()!r}); {advice}"
+        )
 
-    Only 0 and 1 (int, bool or float 0.0/1.0) are accepted. Soft or smoothed targets (0.7,
-    0.9), NaN, 2 or -1 have no "right" or "wrong" to count: the error names how many values
-    are not 0/1, the first one and where it is. `shape`, when given, is the scores' shape:
-    targets must match it exactly (nothing is trimmed or broadcast).
+
+def check_targets(
+    targets,
+    shape=None,
+    name: str = "targets",
+    *,
+    soft: bool = False,
+    unknown: bool = False,
+    vocab: Sequence[str] | None = None,
+) -> torch.Tensor:
+    """Targets as a CPU tensor: 0/1 as long, or a clear error saying what was found.
+
+    By default only 0 and 1 (int, bool or float 0.0/1.0) are accepted: soft or smoothed
+    targets (0.7, 0.9), NaN, 2 or -1 have no "right" or "wrong" to count. Two options widen
+    that for the callers that need it, and then the result is float:
+    ``soft=True`` accepts any value in [0, 1] (a loss that takes soft targets);
+    ``unknown=True`` accepts NaN, meaning "never looked at" (chapter 11's observed labels).
+    The error names how many values are refused, the first one and where it is (the label by
+    its name with `vocab`). `shape`, when given, is the scores' shape: targets must match it
+    exactly (nothing is trimmed or broadcast). Numpy arrays, lists and tensors are accepted.
     """
     y = torch.as_tensor(targets).detach().cpu()
     if shape is not None and tuple(y.shape) != tuple(shape):
@@ -131,25 +167,34 @@ def check_targets(targets, shape=None, name: str = "targets") -> torch.Tensor:
             "row per image and one column per label"
         )
     if y.dtype == torch.bool:
-        return y.long()
-    bad = ~((y == 0) | (y == 1))  # NaN is neither
+        return y.float() if soft or unknown else y.long()
+    ok = (y >= 0) & (y <= 1) if soft else (y == 0) | (y == 1)  # NaN fails both
+    if unknown:
+        ok |= torch.isnan(y)
+    bad = ~ok
     if bad.any():
         first = tuple(int(v) for v in torch.nonzero(bad)[0])
-        where = ", ".join(f"{k} {v}" for k, v in zip(("image", "label"), first, strict=False))
+        where = _where(first, vocab) if y.ndim in (1, 2) else f"index {first}"
         found = sorted({float(v) for v in y[bad].flatten()[:1000].tolist()}, key=str)[:5]
+        if soft:
+            allowed = "in [0, 1] or NaN (unknown)" if unknown else "in [0, 1]"
+        else:
+            allowed = "0, 1 or NaN (unknown)" if unknown else "0 or 1 (multi-hot)"
+        hint = "" if soft else " Soft targets have no right or wrong: threshold them first"
         raise ValueError(
-            f"{name} must be 0 or 1 (multi-hot); {int(bad.sum())} of {y.numel()} values are "
-            f"not (first at {where}: {y[first].item()!r}; found {found}). Soft or smoothed "
-            "targets cannot be scored as right or wrong: threshold them first if you mean to"
+            f"{name} must be {allowed}; {int(bad.sum())} of {y.numel()} values are not "
+            f"(first at {where}: {y[first].item()!r}; found {found}).{hint}"
         )
-    return y.long()
+    return y.float() if soft or unknown else y.long()
 
 
-def check_scores_and_targets(scores, targets, probabilities: bool = True):
+def check_scores_and_targets(
+    scores, targets, probabilities: bool = True, vocab: Sequence[str] | None = None
+):
     """(scores, targets) checked together: :func:`check_scores`, then :func:`check_targets`
-    with the scores' shape."""
-    x = check_scores(scores, probabilities=probabilities)
-    return x, check_targets(targets, x.shape)
+    with the scores' shape (errors name the label when `vocab` is given)."""
+    x = check_scores(scores, probabilities=probabilities, vocab=vocab)
+    return x, check_targets(targets, x.shape, vocab=vocab)
 
 
 def per_label_thresholds(thresholds, n_labels: int, dtype=torch.float32) -> torch.Tensor:
@@ -179,7 +224,8 @@ def apply_thresholds(probs, thresholds=0.5) -> torch.Tensor:
     """0/1 predictions: label j is predicted when ``probs[:, j] >= thresholds[j]``.
 
     The one place in ``helpers`` that turns probabilities into decisions: reports, tuning,
-    prediction, VOC reports, the widgets and :func:`decode` all call it. `thresholds` is one
+    calibration's precision promises, prediction, VOC reports, the plots, the widgets and
+    :func:`decode` all call it. `thresholds` is one
     number for every label or one per label (:func:`per_label_thresholds`); `probs` must be
     probabilities (:func:`check_scores`). The comparison is ``>=``, as in scikit-learn's
     precision-recall curve, so a threshold tuned to equal a score keeps that score

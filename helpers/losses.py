@@ -34,18 +34,14 @@ __all__ = [
 
 
 def _check_pair(logits: torch.Tensor, targets: torch.Tensor) -> None:
-    """Same shape, targets in [0, 1] (soft targets allowed), no NaN target."""
+    """Same shape, targets in [0, 1] (soft targets allowed), no NaN target: the rule of
+    :func:`helpers.labels.check_targets` with ``soft=True``."""
     if logits.shape != targets.shape:
         raise ValueError(
             f"logits have shape {tuple(logits.shape)} but targets {tuple(targets.shape)}; "
             "they must match exactly (nothing is broadcast)"
         )
-    bad = ~((targets >= 0) & (targets <= 1))  # NaN fails both
-    if bad.any():
-        raise ValueError(
-            f"{int(bad.sum())} target value(s) are outside [0, 1] or NaN, e.g. "
-            f"{targets[bad].flatten()[0].item()!r}; targets are 0/1, or soft targets in [0, 1]"
-        )
+    check_targets(targets, soft=True)
 
 
 def pos_weight_from_targets(targets: torch.Tensor, max_weight: float | None = None) -> torch.Tensor:

@@ -46,10 +46,8 @@ __all__ = [
     "evaluate",
     "f1_by_threshold",
     "mean_average_precision",
-    "paired_bootstrap_micro_f1",
     "per_label_report",
     "precision_recall_f1",
-    "predict_probs",
     "threshold_report",
     "top_k_predictions",
     "trivial_baselines",
@@ -67,28 +65,32 @@ def _check_vocab(vocab: Sequence[str], n_labels: int) -> list[str]:
     return vocab
 
 
-def average_precisions(scores, targets, nonfinite: str = "raise") -> np.ndarray:
+def average_precisions(
+    scores, targets, nonfinite: str = "raise", vocab: Sequence[str] | None = None
+) -> np.ndarray:
     """Average precision of each label (scikit-learn's ``average_precision_score``).
 
     Scores may be probabilities or logits (AP only ranks them), in their own dtype. A label
     with no positives has no AP; like scikit-learn and torchmetrics it counts as 0, with a
-    warning naming the label. NaN or infinite scores raise (``nonfinite="raise"``) or give
-    NaN for every label (``nonfinite="nan"``, for a training loop that records a diverged
-    epoch instead of stopping on it).
+    warning naming the label (by its name when `vocab` is given). NaN or infinite scores
+    raise (``nonfinite="raise"``) or give NaN for every label (``nonfinite="nan"``, for a
+    training loop that records a diverged epoch instead of stopping on it).
     """
     if nonfinite not in _NONFINITE:
         raise ValueError(f"nonfinite must be one of {_NONFINITE}, not {nonfinite!r}")
     if nonfinite == "nan":
         x = torch.as_tensor(scores)
         if x.ndim == 2 and x.numel() and not torch.isfinite(x).all():
-            check_targets(targets, x.shape)
+            check_targets(targets, x.shape, vocab=vocab)
             return np.full(x.shape[1], np.nan)
-    x, y = check_scores_and_targets(scores, targets, probabilities=False)
+    x, y = check_scores_and_targets(scores, targets, probabilities=False, vocab=vocab)
     s, t = x.numpy(), y.numpy()
+    names = _check_vocab(vocab, s.shape[1]) if vocab is not None else list(range(s.shape[1]))
     empty = [j for j in range(t.shape[1]) if t[:, j].sum() == 0]
     if empty:
+        which = ", ".join(str(names[j]) for j in empty)
         warnings.warn(
-            f"label(s) {empty} have no positives: their AP is undefined and counts as 0",
+            f"no positives for label(s) {which}: their AP is undefined and counts as 0",
             UserWarning,
             stacklevel=2,
         )
@@ -97,14 +99,18 @@ def average_precisions(scores, targets, nonfinite: str = "raise") -> np.ndarray:
     )
 
 
-def precision_recall_f1(targets, predictions) -> dict[str, np.ndarray]:
-    """Per-label precision, recall and F1 of 0/1 `predictions`, counted directly.
+def precision_recall_f1(targets, predictions, zero_division: float = 0.0) -> dict[str, np.ndarray]:
+    """Per-label precision, recall and F1 of 0/1 `predictions`, counted directly: the one
+    place in ``helpers`` that counts them (reports, VOC reports, calibration's promises and
+    the plots' operating points call it).
 
-    Also ``micro`` (pooled counts) values under the keys ``micro_precision`` etc. With
-    nothing predicted (or nothing to find) a ratio is 0, as scikit-learn's
-    ``zero_division=0``. Counting here, rather than calling scikit-learn on the matrix,
-    keeps a one-label input a one-label input (scikit-learn reads an (n, 1) matrix as a
-    binary problem and averages over *two* classes).
+    Also ``micro`` (pooled counts) values under the keys ``micro_precision`` etc., and
+    ``samples`` ones (averaged over images). With nothing predicted (or nothing to find) a
+    ratio is `zero_division`: 0 as scikit-learn's ``zero_division=0``, or ``np.nan`` where a
+    label that is never predicted must not count as precision 0 (nor as 1). Counting here,
+    rather than calling scikit-learn on the matrix, keeps a one-label input a one-label
+    input (scikit-learn reads an (n, 1) matrix as a binary problem and averages over *two*
+    classes).
     """
     y = check_targets(targets)
     if y.ndim != 2:
@@ -114,12 +120,11 @@ def precision_recall_f1(targets, predictions) -> dict[str, np.ndarray]:
 
     def ratios(tp, fp, fn):
         tp, fp, fn = (np.asarray(v, dtype=np.float64) for v in (tp, fp, fn))
-        prec = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
-        rec = np.divide(tp, tp + fn, out=np.zeros_like(tp), where=(tp + fn) > 0)
-        f1 = np.divide(
-            2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=(2 * tp + fp + fn) > 0
-        )
-        return prec, rec, f1
+
+        def ratio(num, den):
+            return np.divide(num, den, out=np.full_like(num, zero_division), where=den > 0)
+
+        return ratio(tp, tp + fp), ratio(tp, tp + fn), ratio(2 * tp, 2 * tp + fp + fn)
 
     tp, fp, fn = (p & y).sum(0), (p & ~y).sum(0), (~p & y).sum(0)
     out = dict(zip(("precision", "recall", "F1"), ratios(tp, fp, fn), strict=True))
@@ -143,13 +148,13 @@ def per_label_report(
     (:func:`apply_thresholds`: ``>=``; one number or one per label).
     A last row ``macro`` averages the labels with equal weight (mAP is its AP).
     """
-    probs, targets = check_scores_and_targets(probs, targets)
+    probs, targets = check_scores_and_targets(probs, targets, vocab=vocab)
     vocab = _check_vocab(vocab, probs.shape[1])
     prf = precision_recall_f1(targets, apply_thresholds(probs, threshold))
     table = pd.DataFrame(
         {
             "support": targets.sum(0).tolist(),
-            "AP": average_precisions(probs, targets),
+            "AP": average_precisions(probs, targets, vocab=vocab),
             "precision": prf["precision"],
             "recall": prf["recall"],
             "F1": prf["F1"],
@@ -162,39 +167,21 @@ def per_label_report(
 
 
 def mean_average_precision(
-    probs: torch.Tensor, targets: torch.Tensor, nonfinite: str = "raise"
+    probs: torch.Tensor,
+    targets: torch.Tensor,
+    nonfinite: str = "raise",
+    vocab: Sequence[str] | None = None,
 ) -> float:
     """Macro mAP: average precision of each label, averaged over labels
-    (:func:`average_precisions`; a label with no positives counts as 0, with a warning).
+    (:func:`average_precisions`; a label with no positives counts as 0, with a warning that
+    names it by its name when `vocab` is given).
 
     NaN or infinite scores raise a ValueError; ``nonfinite="nan"`` returns NaN instead.
     """
-    return float(np.mean(average_precisions(probs, targets, nonfinite)))
+    return float(np.mean(average_precisions(probs, targets, nonfinite, vocab)))
 
 
-@torch.inference_mode()
-def predict_probs(
-    model: torch.nn.Module, loader, device: torch.device | str = "cpu"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sigmoid probabilities and targets for a whole loader, gathered on the CPU.
-
-    The model runs in eval mode (batch norm uses its running statistics, dropout is off) and
-    is put back in the mode it came in: called between training epochs, it must not leave
-    the rest of the epoch loop training a model in eval mode.
-    """
-    was_training = model.training
-    model.eval()
-    try:
-        probs, targets = [], []
-        for x, y in loader:
-            probs.append(torch.sigmoid(model(x.to(device))).float().cpu())
-            targets.append(y)
-    finally:
-        model.train(was_training)
-    return torch.cat(probs), torch.cat(targets)
-
-
-# --- Chapter 5: evaluating thresholded predictions, baselines and thresholds ------------------
+# --- Thresholded predictions: baselines, top k, tuned thresholds, reports --------------------
 
 
 def average_precision_by_hand(scores, labels) -> float:
@@ -382,42 +369,6 @@ def evaluate(
     return pd.DataFrame({"value": [float(v) for v in rows.values()]}, index=index)
 
 
-def paired_bootstrap_micro_f1(
-    targets: torch.Tensor,
-    pred_a: torch.Tensor,
-    pred_b: torch.Tensor,
-    n_resamples: int = 1000,
-    seed: int = 0,
-) -> np.ndarray:
-    """Micro F1 of `pred_a` minus that of `pred_b` on `n_resamples` bootstrap resamples.
-
-    Both predictions are scored on the *same* resampled images (a paired bootstrap), so the
-    spread reflects how much the difference depends on which test images we happened to
-    draw. Micro F1 only needs each image's true/false positive and false negative counts,
-    so each resample is a weighted sum: one matrix product for all resamples.
-    `targets` and both predictions must be 0/1 matrices of the same shape.
-    """
-    y = check_targets(targets)
-    if y.ndim != 2 or len(y) == 0:
-        raise ValueError(f"targets must be (images, labels), got shape {tuple(y.shape)}")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be at least 1, got {n_resamples}")
-    y = y.numpy().astype(bool)
-    rng = np.random.default_rng(seed)
-    n = len(y)
-    drawn = rng.integers(0, n, (n_resamples, n)) + n * np.arange(n_resamples)[:, None]
-    weights = np.bincount(drawn.ravel(), minlength=n_resamples * n).reshape(n_resamples, n)
-
-    def micro_f1(pred, name) -> np.ndarray:
-        p = check_targets(pred, y.shape, name).numpy().astype(bool)
-        counts = np.stack([(p & y).sum(1), (p & ~y).sum(1), (~p & y).sum(1)], axis=1)
-        tp, fp, fn = (weights @ counts).T.astype(np.float64)
-        denom = 2 * tp + fp + fn
-        return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-
-    return micro_f1(pred_a, "pred_a") - micro_f1(pred_b, "pred_b")
-
-
 def threshold_report(
     probs: torch.Tensor, targets: torch.Tensor, vocab: Sequence[str], thresholds=0.5
 ) -> pd.DataFrame:
@@ -426,7 +377,7 @@ def threshold_report(
     Like :func:`per_label_report` but for any thresholds (one or one per label), and with
     ``micro`` and ``macro`` rows at the bottom. Precision with nothing predicted is 0.
     """
-    probs, y = check_scores_and_targets(probs, targets)
+    probs, y = check_scores_and_targets(probs, targets, vocab=vocab)
     vocab = _check_vocab(vocab, probs.shape[1])
     t = per_label_thresholds(thresholds, probs.shape[1], probs.dtype)
     pred = apply_thresholds(probs, t)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
+from helpers.labels import check_targets
+
 __all__ = [
     "check_observed",
     "corruption_summary",
@@ -32,35 +34,25 @@ __all__ = [
 _UNKNOWN = float("nan")
 
 
-def _check_clean(targets: torch.Tensor) -> torch.Tensor:
-    """Clean targets as a float (n_images, n_labels) tensor of 0s and 1s, or a clear error."""
+def _check_2d(targets, kind: str) -> torch.Tensor:
     targets = torch.as_tensor(targets)
     if targets.ndim != 2:
-        raise ValueError(f"targets must be (n_images, n_labels), got shape {tuple(targets.shape)}")
-    targets = targets.float()
-    bad = ~((targets == 0) | (targets == 1))  # NaN is neither
-    if bad.any():
-        row, col = (int(i) for i in bad.nonzero()[0])
         raise ValueError(
-            f"clean targets must be 0 or 1; row {row}, label {col} is {targets[row, col].item()}"
+            f"{kind} targets must be (n_images, n_labels), got shape {tuple(targets.shape)}"
         )
     return targets
+
+
+def _check_clean(targets: torch.Tensor) -> torch.Tensor:
+    """Clean targets as a float (n_images, n_labels) tensor of 0s and 1s, or the error of
+    :func:`helpers.labels.check_targets` (the one owner of the rule) naming the entry."""
+    return check_targets(_check_2d(targets, "clean"), name="clean targets").float()
 
 
 def check_observed(targets: torch.Tensor) -> torch.Tensor:
-    """Observed targets as float: each entry 0, 1 or NaN (unknown); anything else is refused."""
-    targets = torch.as_tensor(targets)
-    if targets.ndim != 2:
-        raise ValueError(f"targets must be (n_images, n_labels), got shape {tuple(targets.shape)}")
-    targets = targets.float()
-    bad = ~((targets == 0) | (targets == 1) | torch.isnan(targets))
-    if bad.any():
-        row, col = (int(i) for i in bad.nonzero()[0])
-        raise ValueError(
-            f"observed targets must be 0, 1 or NaN (unknown); row {row}, label {col} is "
-            f"{targets[row, col].item()}"
-        )
-    return targets
+    """Observed targets as float: each entry 0, 1 or NaN (unknown); anything else is refused
+    (:func:`helpers.labels.check_targets` with ``unknown=True``)."""
+    return check_targets(_check_2d(targets, "observed"), name="observed targets", unknown=True)
 
 
 def _check_rate(name: str, rate: float) -> float:

@@ -1,5 +1,9 @@
 """Figures the chapters reuse. Each returns the matplotlib Figure; notebooks end the cell
-with ``plt.show()`` so no object repr is stored in the page."""
+with ``plt.show()`` so no object repr is stored in the page.
+
+Plots only draw: thresholds are applied by :func:`helpers.labels.apply_thresholds` and
+every number drawn is computed by :mod:`helpers.metrics` (AP, precision, recall, F1), so a
+figure shows exactly what the tables report."""
 
 from __future__ import annotations
 
@@ -9,6 +13,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+
+from helpers.labels import apply_thresholds, check_scores_and_targets, check_targets
+from helpers.metrics import average_precisions, f1_by_threshold, precision_recall_f1
 
 __all__ = [
     "plot_confusion_matrices",
@@ -76,12 +83,13 @@ def show_batch(
     """A grid of images with the names of their labels written under each one.
 
     ``targets`` are multi-hot rows; with ``probs`` (sigmoid outputs) a second line shows
-    the labels predicted at ``threshold``. An image with no labels reads "(none)", so an
-    empty target is visible rather than a blank caption.
+    the labels predicted at ``threshold`` (:func:`helpers.labels.apply_thresholds`). An
+    image with no labels reads "(none)", so an empty target is visible rather than a blank
+    caption.
     """
 
     def names(row) -> str:
-        on = torch.nonzero(torch.as_tensor(row) >= threshold).flatten().tolist()
+        on = torch.nonzero(row).flatten().tolist()
         return " ".join(str(vocab[j]) for j in on) or "(none)"
 
     targets = torch.as_tensor(targets).detach().cpu()
@@ -90,9 +98,9 @@ def show_batch(
             f"targets must be ({len(images)}, {len(vocab)}) for {len(images)} images and "
             f"{len(vocab)} labels; got {tuple(targets.shape)}"
         )
-    captions = [names(row) for row in targets]
+    captions = [names(row) for row in check_targets(targets, vocab=vocab)]
     if probs is not None:
-        predicted = [names(row) for row in torch.as_tensor(probs).detach().cpu()]
+        predicted = [names(row) for row in apply_thresholds(probs, threshold)]
         captions = [f"true {t}\npred {p}" for t, p in zip(captions, predicted, strict=True)]
     fig = show_images(images, ncols=ncols, size=size, cmap=cmap, frame=True)
     lines = 2 if probs is not None else 1
@@ -186,6 +194,28 @@ def plot_confusion_matrices(
     return fig
 
 
+def _label_grid(n: int, ncols: int, size: float, **kwargs):
+    """A grid of small panels, one per label; the panels past the last label are hidden."""
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(size * ncols, size * nrows + 0.6), squeeze=False, **kwargs
+    )
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, axes
+
+
+def _operating_points(probs, targets, operating_points: dict | None) -> dict:
+    """Per named threshold setting: (recall, precision) of each label, decided by
+    :func:`helpers.labels.apply_thresholds` and counted by
+    :func:`helpers.metrics.precision_recall_f1`, as in every report."""
+    points = {}
+    for name, t in (operating_points or {}).items():
+        prf = precision_recall_f1(targets, apply_thresholds(probs, t))
+        points[name] = (prf["recall"], prf["precision"])
+    return points
+
+
 def plot_pr_curves(
     probs,
     targets,
@@ -198,45 +228,24 @@ def plot_pr_curves(
 
     `operating_points` maps a name to thresholds (one number, or one per label); each is
     drawn as a marker where that threshold lands on the label's curve. The title gives
-    the label's average precision. ``zoom=0.7`` shows only recall and precision from 0.7 to
-    1, the corner where a good model's operating points lie.
+    the label's average precision (:func:`helpers.metrics.average_precisions`). ``zoom=0.7``
+    shows only recall and precision from 0.7 to 1, the corner where a good model's
+    operating points lie.
     """
-    from sklearn.metrics import average_precision_score, precision_recall_curve
+    from sklearn.metrics import precision_recall_curve
 
-    probs = torch.as_tensor(probs).float().numpy()
-    y = torch.as_tensor(targets).long().numpy()
-    points = {
-        name: np.broadcast_to(np.asarray(t, dtype=np.float32), (len(vocab),))
-        for name, t in (operating_points or {}).items()
-    }
-    nrows = int(np.ceil(len(vocab) / ncols))
-    fig, axes = plt.subplots(
-        nrows,
-        ncols,
-        figsize=(2.3 * ncols, 2.3 * nrows + 0.6),
-        squeeze=False,
-        sharex=True,
-        sharey=True,
-    )
-    for ax in axes.flat[len(vocab) :]:
-        ax.axis("off")
+    probs, y = check_scores_and_targets(probs, targets, vocab=vocab)
+    ap = average_precisions(probs, y, vocab=vocab)
+    points = _operating_points(probs, y, operating_points)
+    fig, axes = _label_grid(len(vocab), ncols, 2.3, sharex=True, sharey=True)
     markers = ["o", "s", "^", "D", "v"]
     for j, (ax, name) in enumerate(zip(axes.flat, vocab, strict=False)):
-        precision, recall, _ = precision_recall_curve(y[:, j], probs[:, j])
+        precision, recall, _ = precision_recall_curve(y[:, j].numpy(), probs[:, j].numpy())
         ax.step(recall, precision, where="post", color="tab:blue", lw=1.2)
-        for k, (point, t) in enumerate(points.items()):
-            pred = probs[:, j] >= t[j]
-            tp = (pred & (y[:, j] == 1)).sum()
-            ax.plot(
-                tp / max(y[:, j].sum(), 1),
-                tp / max(pred.sum(), 1),
-                markers[k % len(markers)],
-                color=f"C{k + 1}",
-                label=point,
-                ms=5,
-            )
-        ap = average_precision_score(y[:, j], probs[:, j])
-        ax.set_title(f"label {name}: AP {ap:.3f}", fontsize=9)
+        for k, (point, (rec, prec)) in enumerate(points.items()):
+            marker = markers[k % len(markers)]
+            ax.plot(rec[j], prec[j], marker, color=f"C{k + 1}", label=point, ms=5)
+        ax.set_title(f"label {name}: AP {ap[j]:.3f}", fontsize=9)
         ax.grid(alpha=0.3)
         if zoom is not None:
             ax.set_xlim(zoom, 1.01)
@@ -325,6 +334,23 @@ def plot_history(history: pd.DataFrame, title: str = "Training history"):
     return fig
 
 
+def _threshold_ticks(ax, per_label: dict, first_colour: int) -> None:
+    """Per-label thresholds as short ticks along the bottom of `ax`, one colour per name."""
+    for k, (name, ts) in enumerate(per_label.items()):
+        values = torch.as_tensor(ts, dtype=torch.float32).flatten().numpy()
+        ax.plot(
+            values,
+            np.zeros_like(values),
+            "|",
+            color=f"C{first_colour + k}",
+            ms=14,
+            mew=1.5,
+            transform=ax.get_xaxis_transform(),
+            clip_on=False,
+            label=name,
+        )
+
+
 def plot_f1_vs_threshold(
     splits: dict,
     marks: dict | None = None,
@@ -342,38 +368,18 @@ def plot_f1_vs_threshold(
     they spread. Seeing validation and test side by side shows how flat F1 is near its top
     and how far the validation optimum lies from the test one.
     """
-    from helpers.metrics import f1_by_threshold
-
     curves = {name: f1_by_threshold(p, t, thresholds) for name, (p, t) in splits.items()}
+    marks = marks or {}
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
     styles = ["-", "--", ":", "-."]
     for ax, average in zip(axes, ("micro", "macro"), strict=True):
         for k, (name, curve) in enumerate(curves.items()):
-            ax.plot(
-                curve.index,
-                curve[average],
-                styles[k % len(styles)],
-                color=f"C{k}",
-                lw=1.5,
-                label=f"{name}",
-                gid=f"{name}/{average}",
-            )
-        for k, (name, t) in enumerate((marks or {}).items()):
+            style = styles[k % len(styles)]
+            ax.plot(curve.index, curve[average], style, color=f"C{k}", lw=1.5, label=name,
+                    gid=f"{name}/{average}")  # fmt: skip
+        for k, (name, t) in enumerate(marks.items()):
             ax.axvline(float(t), color=f"C{k + len(curves)}", lw=1, ls="--", label=name)
-        for k, (name, ts) in enumerate((per_label or {}).items()):
-            values = torch.as_tensor(ts, dtype=torch.float32).flatten().numpy()
-            color = f"C{k + len(curves) + len(marks or {})}"
-            ax.plot(
-                values,
-                np.zeros_like(values),
-                "|",
-                color=color,
-                ms=14,
-                mew=1.5,
-                transform=ax.get_xaxis_transform(),
-                clip_on=False,
-                label=name,
-            )
+        _threshold_ticks(ax, per_label or {}, len(curves) + len(marks))
         ax.set_title(f"{average} F1")
         ax.set_xlabel("threshold (one for all labels)")
         ax.set_xlim(0, 1)

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from helpers import distributed
 from helpers.checkpoint import load_checkpoint, non_finite_fields, save_checkpoint
 from helpers.env import cpu_native_bf16
+from helpers.inference import run_model
 from helpers.metrics import mean_average_precision
 
 __all__ = [
@@ -120,7 +121,6 @@ def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> to
     return x.to(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
 
 
-@torch.inference_mode()
 def evaluate_loss_and_map(
     model: nn.Module,
     loader,
@@ -129,30 +129,34 @@ def evaluate_loss_and_map(
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
 ) -> tuple[float, float]:
-    """Mean loss and macro mAP over a loader (probabilities gathered in float32 on the CPU).
+    """Mean loss and macro mAP over a loader (:func:`helpers.inference.run_model`: eval
+    mode, no gradients, logits gathered in float32 on the CPU, the model's mode restored).
 
-    Under DDP with a DistributedSampler each rank sees a shard: the logits and targets of
-    all ranks are gathered so that loss and mAP are those of the whole set, on every rank.
+    The loss is the mean of the per-batch losses weighted by batch size, batches as the
+    loader made them (a loss that depends on the batch, such as one rejecting a batch's
+    largest terms, sees the batches it saw before). Under DDP with a DistributedSampler each
+    rank sees a shard: the logits and targets of all ranks are gathered so that loss and
+    mAP are those of the whole set, on every rank.
     """
-    model.eval()
-    total, n, probs, targets, shard_logits = 0.0, 0, [], [], []
-    for x, y in loader:
-        x, y = _to_device(x, device, channels_last), y.to(device, non_blocking=True)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if channels_last and x.ndim == 4:
+            x = x.to(memory_format=torch.channels_last)
         with amp_autocast(device, amp_dtype):
-            logits = model(x)
-        total += loss_fn(logits.float(), y).item() * len(y)
-        n += len(y)
-        probs.append(torch.sigmoid(logits.float()).cpu())
-        targets.append(y.cpu())
-        if distributed.is_sharded(loader):
-            shard_logits.append(logits.float().cpu())
+            return model(x)
+
+    logits, targets = run_model(model, loader, device, forward=forward)
     if distributed.is_sharded(loader):  # mAP is not a mean of per-shard mAPs: gather first
         n_all = len(loader.sampler.dataset)
-        all_logits = distributed.gather(torch.cat(shard_logits), n_all)
-        all_targets = distributed.gather(torch.cat(targets), n_all)
-        loss = loss_fn(all_logits.to(device), all_targets.to(device)).item()
-        return loss, mean_average_precision(torch.sigmoid(all_logits), all_targets)
-    return total / n, mean_average_precision(torch.cat(probs), torch.cat(targets))
+        logits = distributed.gather(logits, n_all)
+        targets = distributed.gather(targets, n_all)
+        chunks = [(logits, targets)]
+    else:
+        size = getattr(loader, "batch_size", None) or len(logits)
+        chunks = list(zip(logits.split(size), targets.split(size), strict=True))
+    with torch.no_grad():
+        total = sum(loss_fn(z.to(device), y.to(device)).item() * len(y) for z, y in chunks)
+    return total / len(logits), mean_average_precision(torch.sigmoid(logits), targets)
 
 
 def _make_ema(model: nn.Module, decay: float | None):

@@ -1,11 +1,18 @@
-"""An interactive threshold explorer for Jupyter and Colab.
+"""Interactive explorers for Jupyter and Colab: thresholds, one image's prediction, and
+precision promises.
 
-Moving a threshold trades precision for recall. The explorer shows that trade live: one
-global slider or one slider per label, and under them precision, recall and F1 per label
-plus a few example images' predicted label sets.
+Moving a threshold trades precision for recall. The threshold explorer shows that trade
+live: one global slider or one slider per label, and under them precision, recall and F1
+per label plus a few example images' predicted label sets. The prediction explorer shows
+one image's probabilities against its thresholds; the promise explorer, what thresholds
+chosen on validation keep on test.
 
-The numbers come from :func:`explorer_view`, a plain function that needs no browser (the
-tests call it directly); :func:`threshold_explorer` only wires sliders to it.
+Widgets only draw: the numbers come from the modules that compute them
+(:func:`helpers.metrics.threshold_report`, :func:`helpers.predict.prediction_table`,
+:func:`helpers.calibration.precision_promise_table`), called again while a slider moves.
+The ``*_view`` functions gather what a widget shows and need no browser (the tests call
+them directly); a chapter reports and glues numbers from the computing modules, never
+from here.
 """
 
 from __future__ import annotations
@@ -26,7 +33,6 @@ __all__ = [
     "explorer_view",
     "plot_prediction",
     "precision_promise_explorer",
-    "precision_promise_view",
     "prediction_explorer",
     "prediction_view",
     "render_html",
@@ -115,6 +121,23 @@ def render_html(view: ExplorerView) -> str:
     )
 
 
+def _threshold_sliders(thresholds, vocab: Sequence[str]):
+    """One slider for all labels and one per label, started at `thresholds` (rounded to the
+    sliders' 0.01 steps); they update when released, so a slow kernel is not flooded."""
+    import ipywidgets as w
+
+    start = per_label_thresholds(thresholds, len(vocab))
+    slider = {"min": 0.0, "max": 1.0, "step": 0.01, "continuous_update": False}
+    global_slider = w.FloatSlider(
+        value=round(float(start.mean()), 2), description="all labels", **slider
+    )
+    label_sliders = [
+        w.FloatSlider(value=round(float(start[j]), 2), description=f"label {name}", **slider)
+        for j, name in enumerate(vocab)
+    ]
+    return global_slider, label_sliders
+
+
 def threshold_explorer(
     probs: torch.Tensor,
     targets: torch.Tensor,
@@ -133,19 +156,7 @@ def threshold_explorer(
     import ipywidgets as w
 
     per_label = torch.as_tensor(thresholds).ndim == 1
-    start = per_label_thresholds(thresholds, len(vocab))
-    slider = {"min": 0.0, "max": 1.0, "step": 0.01, "continuous_update": False}
-    global_slider = w.FloatSlider(
-        value=round(float(start.mean()), 2), description="all labels", **slider
-    )
-    label_sliders = [
-        w.FloatSlider(
-            value=round(float(start[j]), 2),
-            description=f"label {name}",
-            **slider,
-        )
-        for j, name in enumerate(vocab)
-    ]
+    global_slider, label_sliders = _threshold_sliders(thresholds, vocab)
     mode = w.ToggleButtons(
         options=["one global threshold", "one per label"],
         style=_WHOLE_LABELS,
@@ -169,7 +180,7 @@ def threshold_explorer(
     return w.VBox([mode, global_slider, label_box, output])
 
 
-# --- Chapter 10: a prediction explorer ----------------------------------------------------------
+# --- A prediction explorer: one image, each label's probability and threshold ------------------
 
 
 @dataclass
@@ -308,44 +319,7 @@ def prediction_explorer(classifier, images: dict, threshold: float = 0.5):
     return w.VBox([w.HBox([picker, upload]), w.HBox([mode, slider]), figure, text])
 
 
-# --- Chapter 12: a precision-promise explorer ---------------------------------------------------
-
-
-def precision_promise_view(
-    val_probs,
-    val_targets,
-    test_probs,
-    test_targets,
-    vocab: Sequence[str],
-    target: float = 0.95,
-    confidence: float | None = None,
-) -> pd.DataFrame:
-    """Per label: the threshold chosen on validation to promise `target` precision, and what
-    it gives on test. Needs no browser (the tests call it; the explorer only wires a slider).
-
-    ``confidence=None`` chooses naively (validation precision >= target); a number asks the
-    Clopper-Pearson lower bound at that confidence to reach the target
-    (:func:`helpers.calibration.thresholds_for_precision`). A label with no passing threshold
-    is never predicted (threshold ``inf``): it claims nothing, so its promise counts as kept,
-    with test precision NaN and recall 0.
-    """
-    from helpers.calibration import precision_recall_at, thresholds_for_precision
-
-    t = thresholds_for_precision(val_probs, val_targets, target, confidence)
-    val = precision_recall_at(val_probs, val_targets, t)
-    test = precision_recall_at(test_probs, test_targets, t)
-    precision = test["precision"].to_numpy()
-    return pd.DataFrame(
-        {
-            "threshold": t.numpy(),
-            "val precision": val["precision"].to_numpy(),
-            "test predicted": test["predicted"].to_numpy(),
-            "test precision": precision,
-            "test recall": test["recall"].to_numpy(),
-            "promise kept": [bool(p != p or p >= target) for p in precision],  # p != p: NaN
-        },
-        index=pd.Index(list(vocab), name="label"),
-    )
+# --- A precision-promise explorer: thresholds chosen on validation, checked on test ------------
 
 
 def render_promise_html(table: pd.DataFrame, target: float, confidence: float | None) -> str:
@@ -378,9 +352,12 @@ def precision_promise_explorer(
     """A widget: a target-precision slider and a choice of rule (naive or Clopper-Pearson at
     `confidence`), showing each label's threshold, test precision and recall.
 
-    The slider moves in 0.01 steps from 0.50 to 0.99 and updates when released.
+    The slider moves in 0.01 steps from 0.50 to 0.99 and updates when released; each move
+    recomputes :func:`helpers.calibration.precision_promise_table`.
     """
     import ipywidgets as w
+
+    from helpers.calibration import precision_promise_table
 
     slider = w.FloatSlider(
         value=round(target, 2), min=0.5, max=0.99, step=0.01, description="target",
@@ -392,10 +369,10 @@ def precision_promise_explorer(
 
     def update(_=None):
         c = rules[rule.value]
-        view = precision_promise_view(
+        table = precision_promise_table(
             val_probs, val_targets, test_probs, test_targets, vocab, slider.value, c
         )
-        output.value = render_promise_html(view, slider.value, c)
+        output.value = render_promise_html(table, slider.value, c)
 
     slider.observe(update, names="value")
     rule.observe(update, names="value")

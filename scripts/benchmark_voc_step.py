@@ -27,7 +27,8 @@ from helpers.env import pick_device
 from helpers.models import resnet_multilabel
 from helpers.speed import time_side_by_side
 from helpers.train import amp_autocast, amp_settings, fit, make_optimizer
-from helpers.voc import CPU_PRESET, GPU_PRESET, find_voc, make_loader, prepare_splits, train_config
+from helpers.voc import find_voc
+from helpers.voc_training import CPU_PRESET, GPU_PRESET, make_loader, prepare_splits, train_config
 
 
 def bare_loop(model, loader, config, device) -> None:

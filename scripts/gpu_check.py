@@ -285,7 +285,8 @@ def write_synthetic_voc(root: Path, n: int, seed: int = 0) -> None:
     import numpy as np
     from PIL import Image
 
-    from helpers.voc import VOC_CLASSES, write_split, write_voc_image
+    from helpers.voc import VOC_CLASSES
+    from helpers.voc_layout import write_split, write_voc_image
 
     rng = np.random.default_rng(seed)
     ids = [f"{i:06d}" for i in range(n)]
@@ -305,7 +306,7 @@ def check_voc_gpu_preset(device: torch.device, steps: int) -> Row:
     from helpers.models import resnet_multilabel
     from helpers.speed import DataWaitMeter, speed_report
     from helpers.train import fit
-    from helpers.voc import GPU_PRESET, make_loader, prepare_splits, train_config
+    from helpers.voc_training import GPU_PRESET, make_loader, prepare_splits, train_config
 
     preset = GPU_PRESET
     with tempfile.TemporaryDirectory() as tmp:

@@ -93,11 +93,11 @@ def test_ece_is_the_count_weighted_gap_of_the_reliability_curve():
 @pytest.mark.parametrize(
     ("probs", "targets", "message"),
     [
-        ([0.2, float("nan")], [0, 1], "NaN or infinity at row 1"),
-        ([[0.2, 1.5]], [[0, 1]], "row 0, label 1 is 1.5"),
+        ([0.2, float("nan")], [0, 1], r"NaN or infinite \(first at image 1, label 0: nan"),
+        ([[0.2, 1.5]], [[0, 1]], r"outside \[0, 1\] \(first at image 0, label 1: 1.5\)"),
         ([[0.2, 0.5]], [[0, 0.7]], "0 or 1"),
         ([[0.2, 0.5]], [[0, 1], [1, 0]], "shape"),
-        ([], [], "non-empty"),
+        ([], [], "empty"),
     ],
 )
 def test_bad_input_is_refused(probs, targets, message):
@@ -165,7 +165,7 @@ def test_temperature_refuses_separable_logits_and_bad_input():
     y = torch.tensor([[0.0], [0.0], [1.0], [1.0]])
     with pytest.raises(ValueError, match="bound"):
         fit_temperature(z, y)
-    with pytest.raises(ValueError, match="NaN or infinity at row 1, label 0"):
+    with pytest.raises(ValueError, match="NaN or infinite \\(first at image 1, label 0: inf"):
         fit_temperature(torch.tensor([[0.0], [float("inf")]]), torch.tensor([[0.0], [1.0]]))
     with pytest.raises(ValueError, match="0 or 1"):
         fit_temperature(torch.zeros(2, 1), torch.tensor([[0.0], [0.5]]))
@@ -268,7 +268,7 @@ def test_thresholds_for_precision_against_a_brute_force_search(seed, target, con
 
 def test_precision_recall_at_matches_sklearn_and_gives_nan_for_no_predictions():
     p, y = random_probs(5)
-    t = np.array([0.3, 0.7, 2.0])  # label 2: nothing predicted
+    t = np.array([0.3, 0.7, np.inf])  # label 2: never predicted
     table = precision_recall_at(p, y, t)
     pred = (p >= t).astype(int)
     for j in range(2):
@@ -285,5 +285,5 @@ def test_threshold_functions_refuse_bad_input():
         thresholds_for_precision([[0.5]], [[0.5]])
     with pytest.raises(ValueError, match="one per label"):
         precision_recall_at([[0.5, 0.5]], [[1, 0]], [0.5, 0.5, 0.5])
-    with pytest.raises(ValueError, match="no NaN"):
+    with pytest.raises(ValueError, match=r"in \[0, 1\]; got \[nan\]"):
         precision_recall_at([[0.5]], [[1]], float("nan"))

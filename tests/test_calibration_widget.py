@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.widgets import precision_promise_explorer, precision_promise_view, render_promise_html
+from helpers.calibration import precision_promise_table
+from helpers.widgets import precision_promise_explorer, render_promise_html
 
 VOCAB = ["a", "b"]
 # label a: validation precision at 0.9/0.8/0.7/0.6/0.5 is 1, 1, 2/3, 3/4, 3/5
@@ -13,7 +14,7 @@ TEST_Y = torch.tensor([[1, 1], [0, 1], [1, 0], [1, 0]])
 
 
 def test_view_naive_rule_hand_computed():
-    view = precision_promise_view(VAL_P, VAL_Y, TEST_P, TEST_Y, VOCAB, target=0.7)
+    view = precision_promise_table(VAL_P, VAL_Y, TEST_P, TEST_Y, VOCAB, target=0.7)
     assert view["threshold"].tolist() == pytest.approx([0.6, 0.9])
     assert view["val precision"].tolist() == pytest.approx([0.75, 1.0])
     # label a at 0.6 on test: predicted 0.95, 0.65, 0.62 -> 2 of 3 right, 2 of 3 positives
@@ -26,7 +27,7 @@ def test_view_naive_rule_hand_computed():
 
 
 def test_view_with_a_bound_never_predicts_and_keeps_the_promise():
-    view = precision_promise_view(VAL_P, VAL_Y, TEST_P, TEST_Y, VOCAB, 0.7, confidence=0.95)
+    view = precision_promise_table(VAL_P, VAL_Y, TEST_P, TEST_Y, VOCAB, 0.7, confidence=0.95)
     assert np.isinf(view["threshold"]).all()
     assert view["test precision"].isna().all() and (view["test recall"] == 0).all()
     assert view["promise kept"].all()
@@ -38,11 +39,11 @@ def test_explorer_updates_when_the_slider_or_rule_moves():
     pytest.importorskip("ipywidgets")
     box = precision_promise_explorer(VAL_P, VAL_Y, TEST_P, TEST_Y, VOCAB, target=0.7)
     (slider, rule), output = box.children[0].children, box.children[1]
-    expected = precision_promise_view(VAL_P, VAL_Y, TEST_P, TEST_Y, VOCAB, 0.7)
+    expected = precision_promise_table(VAL_P, VAL_Y, TEST_P, TEST_Y, VOCAB, 0.7)
     assert output.value == render_promise_html(expected, 0.7, None)
     slider.value = 0.8
-    expected = precision_promise_view(VAL_P, VAL_Y, TEST_P, TEST_Y, VOCAB, 0.8)
+    expected = precision_promise_table(VAL_P, VAL_Y, TEST_P, TEST_Y, VOCAB, 0.8)
     assert output.value == render_promise_html(expected, 0.8, None)
     rule.value = rule.options[1]
-    expected = precision_promise_view(VAL_P, VAL_Y, TEST_P, TEST_Y, VOCAB, 0.8, 0.95)
+    expected = precision_promise_table(VAL_P, VAL_Y, TEST_P, TEST_Y, VOCAB, 0.8, 0.95)
     assert output.value == render_promise_html(expected, 0.8, 0.95)

@@ -31,9 +31,10 @@ def test_stored_run_matches_the_code_it_ran(nb):
 def test_dependencies_follow_imports_through_modules_and_scripts():
     code = 'from helpers.train import fit\nscript_path("train_ddp.py")\n'
     files = dependencies(code)
-    # train imports checkpoint, distributed, env, metrics; metrics imports labels; env pins
+    # train imports checkpoint, distributed, env, inference, metrics; metrics imports labels
     for f in (
         "helpers/train.py",
+        "helpers/inference.py",
         "helpers/checkpoint.py",
         "helpers/metrics.py",
         "helpers/labels.py",

@@ -21,11 +21,11 @@ from torchmetrics.functional.classification import (
     multilabel_ranking_loss,
 )
 
+from helpers.experiments import paired_bootstrap_micro_f1
 from helpers.metrics import (
     apply_thresholds,
     average_precision_by_hand,
     evaluate,
-    paired_bootstrap_micro_f1,
     top_k_predictions,
     trivial_baselines,
 )
@@ -315,3 +315,14 @@ def test_macro_map_counts_a_label_without_positives_as_zero():
     per_label = [average_precision_by_hand(PROBS[:, j], targets[:, j]) for j in range(3)]
     assert per_label[2] == 0.0
     assert table["mAP", "macro"] == pytest.approx(np.mean(per_label), abs=1e-6)
+
+
+def test_precision_recall_f1_zero_division_can_be_nan():
+    from helpers.metrics import precision_recall_f1
+
+    y = torch.tensor([[1, 0], [0, 0]])
+    p = torch.tensor([[1, 0], [0, 0]])
+    zero = precision_recall_f1(y, p)
+    nan = precision_recall_f1(y, p, zero_division=np.nan)
+    assert zero["precision"][1] == 0 and np.isnan(nan["precision"][1])
+    assert nan["precision"][0] == zero["precision"][0] == 1.0

@@ -83,7 +83,7 @@ def test_skipped_step_check_on_cpu():
 
 def test_ema_check_and_synthetic_voc_on_cpu(tmp_path):
     assert gpu_check.check_ema_fit(torch.device("cpu")).status == "ok"
-    from helpers.voc import CPU_PRESET, prepare_splits
+    from helpers.voc_training import CPU_PRESET, prepare_splits
 
     gpu_check.write_synthetic_voc(tmp_path, 40)
     splits = prepare_splits(tmp_path, CPU_PRESET)

@@ -122,3 +122,40 @@ def test_label_statistics_check_shapes():
         label_frequency(multi_hot(SETS, VOCAB), VOCAB[:2])
     with pytest.raises(ValueError, match=r"at least one image; got shape \(0, 3\)"):
         label_cardinality(torch.zeros(0, 3))
+
+
+def test_checks_name_the_label_when_a_vocabulary_is_known():
+    from helpers.labels import check_scores, check_targets
+
+    with pytest.raises(ValueError, match=r"first at image 1, label 'cat' \(column 1\): 1.5"):
+        check_scores([[0.1, 0.2], [0.3, 1.5]], vocab=["dog", "cat"])
+    with pytest.raises(ValueError, match=r"first at image 0, label 1: 1.5"):
+        check_scores([[0.1, 1.5]])
+    with pytest.raises(ValueError, match=r"first at label 'cat' \(column 1\): 0.5"):
+        check_targets([1, 0.5], vocab=["dog", "cat"])
+    with pytest.raises(ValueError, match=r"first at index 1: 0.5"):
+        check_targets([1, 0.5])
+
+
+def test_check_targets_soft_and_unknown_options():
+    from helpers.labels import check_targets
+
+    soft = torch.tensor([[0.9, 0.1]])
+    assert check_targets(soft, soft=True).dtype == torch.float32
+    with pytest.raises(ValueError, match="must be 0 or 1"):
+        check_targets(soft)
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\]; 1 of 2"):
+        check_targets([[0.5, 1.5]], soft=True)
+    unknown = torch.tensor([[1.0, float("nan")]])
+    assert torch.isnan(check_targets(unknown, unknown=True)[0, 1])
+    with pytest.raises(ValueError, match=r"must be 0, 1 or NaN \(unknown\)"):
+        check_targets([[0.5, float("nan")]], unknown=True)
+    with pytest.raises(ValueError, match="must be 0 or 1"):
+        check_targets(unknown)  # NaN is refused unless asked for
+
+
+def test_check_scores_reads_python_floats_as_float64():
+    from helpers.labels import check_scores
+
+    x = check_scores([[0.9, 0.1]])
+    assert x.dtype == torch.float64 and x[0, 0].item() == 0.9

@@ -5,6 +5,7 @@ Each failure message says what to change and where, so fixing it takes a minute.
 """
 
 import ast
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -41,6 +42,7 @@ def kept_by_a_rule(module: str, name: str) -> bool:
 
 
 def parse_map() -> dict[str, dict]:
+    """The table's rows, in order: concern, chapters, whether "only", may-import set."""
     rows = {}
     for line in helpers.__doc__.splitlines():
         cells = re.split(r"\s{2,}", line.strip())  # columns are two or more spaces apart
@@ -48,13 +50,15 @@ def parse_map() -> dict[str, dict]:
             name, concern, chapters, imports = cells
             rows[name] = {
                 "concern": concern,
-                "chapters": parse_chapters(chapters),
+                "chapters": parse_chapters(chapters.removesuffix(" only")),
+                "only": chapters.endswith(" only"),
                 "imports": set() if imports.strip() == "-" else set(imports.split(", ")),
             }
     return rows
 
 
 def parse_chapters(text: str) -> set[int]:
+    """'2, 4-6' -> {2, 4, 5, 6}; chapter numbers are the two digits a file name starts with."""
     if text == "-":
         return set()
     chapters = set()
@@ -119,15 +123,31 @@ def references(sources: list[str]) -> set[tuple[str, str]]:
     return found
 
 
+def _top_level(module: str) -> list[ast.stmt]:
+    return ast.parse((ROOT / "helpers" / f"{module}.py").read_text()).body
+
+
+def defined_names(module: str) -> set[str]:
+    """Every public name a module defines at top level (exceptions included), not imports."""
+    names = set()
+    for node in _top_level(module):
+        if isinstance(node, ast.FunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return {n for n in names if not n.startswith("_")} - {"__all__"}
+
+
 def public_names(module: str) -> set[str]:
-    """Names a module defines at top level (functions, classes, constants), not imports.
+    """The defined names that need a user (:func:`defined_names`), less two kinds.
 
     Left out: exceptions (callers catch them by name) and the classes named in a public
     function's signature (whoever calls the function uses its argument and result types).
     """
-    tree = ast.parse((ROOT / "helpers" / f"{module}.py").read_text())
-    names, in_signatures = set(), set()
-    for node in tree.body:
+    exceptions, in_signatures = set(), set()
+    for node in _top_level(module):
         if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
             args = node.args.args + node.args.kwonlyargs
             for annotation in [node.returns] + [a.annotation for a in args]:
@@ -136,14 +156,8 @@ def public_names(module: str) -> set[str]:
         if isinstance(node, ast.ClassDef) and any(
             getattr(b, "id", "").endswith(("Error", "Exception", "Warning")) for b in node.bases
         ):
-            continue
-        if isinstance(node, ast.FunctionDef | ast.ClassDef):
-            names.add(node.name)
-        elif isinstance(node, ast.Assign):
-            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            names.add(node.target.id)
-    return {n for n in names - in_signatures if not n.startswith("_")}
+            exceptions.add(node.name)
+    return defined_names(module) - exceptions - in_signatures
 
 
 MAP = parse_map()
@@ -232,20 +246,6 @@ def test_module_docstring_says_why(module):
     assert ast.get_docstring(tree), f"helpers/{module}.py needs a docstring saying its concern"
 
 
-def defined_names(module: str) -> set[str]:
-    """Every public name a module defines at top level (exceptions included), not imports."""
-    tree = ast.parse((ROOT / "helpers" / f"{module}.py").read_text())
-    names = set()
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.ClassDef):
-            names.add(node.name)
-        elif isinstance(node, ast.Assign):
-            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            names.add(node.target.id)
-    return {n for n in names if not n.startswith("_")} - {"__all__"}
-
-
 @pytest.mark.parametrize("module", MODULES)
 def test_all_lists_exactly_what_the_module_defines(module):
     """``__all__`` is the module's public contract: what it defines, nothing it imports."""
@@ -287,3 +287,109 @@ def test_no_name_is_imported_from_a_module_that_does_not_define_it():
         if module in MODULES and not name.startswith("_") and name not in defined_names(module)
     ]
     assert not wrong, "import each name from the module that defines it:\n" + "\n".join(wrong)
+
+
+def test_imports_point_up_the_table():
+    """The table's order is a promise: a module imports only modules on rows above it."""
+    order = list(MAP)
+    wrong = [
+        f"{module} may import {other}, which is on a row below it"
+        for module, row in MAP.items()
+        for other in sorted(row["imports"])
+        if other in order and order.index(other) > order.index(module)
+    ]
+    assert not wrong, "reorder the table in helpers/__init__.py:\n" + "\n".join(wrong)
+
+
+def test_a_module_for_one_chapter_serves_one_chapter():
+    """A row marked "N only" names exactly one chapter (and the chapters column test keeps
+    every other chapter from importing it): a second user means the code moves."""
+    wrong = [
+        f"{module}: marked 'only' but lists chapters {sorted(row['chapters'])}"
+        for module, row in MAP.items()
+        if row["only"] and len(row["chapters"]) != 1
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_chapter_file_names_start_with_two_digits():
+    """The chapters column is read from the first two characters of each notebook's name."""
+    wrong = [p for p in SOURCES if p.startswith("book/") and not re.match(r"book/\d\d_", p)]
+    assert not wrong, f"name chapter notebooks NN_title.ipynb: {wrong}"
+
+
+MAX_FUNCTION_LINES = 50
+
+
+def long_functions() -> list[str]:
+    """'path:line name (n lines)' for every function in helpers/ and scripts/ longer than
+    MAX_FUNCTION_LINES, counted from its `def` line to its last line (docstring included)."""
+    out = []
+    for path in sorted((ROOT / "helpers").glob("*.py")) + sorted((ROOT / "scripts").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    where = f"{path.relative_to(ROOT)}:{node.lineno}"
+                    out.append(f"{where} {node.name} ({n} lines)")
+    return out
+
+
+def test_every_function_fits_on_one_screen():
+    """CONTRIBUTING promises functions of at most 50 lines, so each reads on one screen."""
+    offenders = long_functions()
+    assert not offenders, (
+        f"functions longer than {MAX_FUNCTION_LINES} lines (split them):\n" + "\n".join(offenders)
+    )
+
+
+DRAWING = ("plots", "widgets")
+
+
+def glued_from_drawing(sources: list[str]) -> list[str]:
+    """Names a chapter binds from a call into ``plots`` or ``widgets`` and then passes to
+    ``glue`` or an ``assert``: a number reported out of a module that only draws."""
+    valid = []
+    for source in sources:
+        with contextlib.suppress(SyntaxError):  # a cell that shows broken code on purpose
+            valid.append(ast.parse(source))
+    drawing, bound = set(), set()
+    for tree in valid:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module in {
+                f"helpers.{m}" for m in DRAWING
+            }:
+                drawing |= {a.asname or a.name for a in node.names}
+    for tree in valid:
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Assign)
+                and isinstance(node.value, ast.Call)
+                and getattr(node.value.func, "id", None) in drawing
+            ):
+                bound |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    found = []
+    for tree in valid:
+        for node in ast.walk(tree):
+            checked = None
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "glue":
+                checked = node.args[1:] + [k.value for k in node.keywords]
+            elif isinstance(node, ast.Assert):
+                checked = [node.test]
+            for part in checked or []:
+                found += [n.id for n in ast.walk(part) if isinstance(n, ast.Name) and n.id in bound]
+    return sorted(set(found))
+
+
+def test_nothing_a_chapter_glues_comes_from_a_drawing_module():
+    """The map's words: plots and widgets only draw, so no glued or asserted number comes
+    out of them (compute it with the module that owns it, then draw it)."""
+    wrong = [
+        f"{path}: {', '.join(names)}"
+        for path, sources in chapter_sources().items()
+        if (names := glued_from_drawing(sources))
+    ]
+    assert not wrong, (
+        "chapters glue or assert values made by helpers.plots / helpers.widgets:\n"
+        + "\n".join(wrong)
+    )

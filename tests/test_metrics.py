@@ -2,9 +2,8 @@ import numpy as np
 import pytest
 import torch
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score
-from torch.utils.data import DataLoader, TensorDataset
 
-from helpers.metrics import mean_average_precision, per_label_report, predict_probs
+from helpers.metrics import mean_average_precision, per_label_report
 
 # A hand-checkable example: 6 images, 3 labels, with ties and a label the model gets wrong.
 TARGETS = torch.tensor(
@@ -52,30 +51,6 @@ def test_mean_average_precision_is_macro_ap():
     assert mean_average_precision(PROBS, TARGETS) == pytest.approx(expected, abs=1e-6)
 
 
-class _Scale(torch.nn.Module):
-    """Logit = 2 * input, plus a batch norm so train and eval modes give different outputs."""
-
-    def __init__(self):
-        super().__init__()
-        self.norm = torch.nn.BatchNorm1d(3, affine=False)
-
-    def forward(self, x):
-        return 2 * x + 0 * self.norm(x)
-
-
-@pytest.mark.parametrize("training", [True, False])
-def test_predict_probs_returns_sigmoid_and_restores_mode(training):
-    model = _Scale().train(training)
-    x = torch.linspace(-2, 2, 12).reshape(4, 3)
-    loader = DataLoader(TensorDataset(x, TARGETS[:4]), batch_size=3)
-    probs, targets = predict_probs(model, loader)
-    torch.testing.assert_close(probs, torch.sigmoid(2 * x))
-    torch.testing.assert_close(targets, TARGETS[:4])
-    assert model.training is training
-    # Eval mode was used: running statistics were not updated by the prediction pass.
-    assert model.norm.num_batches_tracked.item() == 0
-
-
 # --- refusals: every metric answers right or says why it cannot ------------------------------
 
 
@@ -102,7 +77,7 @@ def test_targets_not_0_or_1_are_refused_saying_what_was_found(bad):
     targets[3, 1] = bad
     with pytest.raises(ValueError, match=r"targets must be 0 or 1 .*1 of 18 .*image 3, label 1"):
         mean_average_precision(PROBS, targets)
-    with pytest.raises(ValueError, match="Soft or smoothed targets"):
+    with pytest.raises(ValueError, match="Soft targets have no right or wrong"):
         per_label_report(PROBS, targets, ["a", "b", "c"])
 
 
@@ -157,7 +132,11 @@ def test_wrong_vocabulary_length_is_refused():
 def test_label_without_positives_warns_naming_it():
     targets = TARGETS.clone()
     targets[:, 1] = 0
-    with pytest.warns(UserWarning, match=r"label\(s\) \[1\] have no positives"):
+    with pytest.warns(UserWarning, match=r"no positives for label\(s\) 1: their AP"):
         assert mean_average_precision(PROBS, targets) == pytest.approx(
             average_precision_score(targets, PROBS, average=None).mean(), abs=1e-12
         )
+    with pytest.warns(UserWarning, match=r"no positives for label\(s\) b: their AP"):
+        mean_average_precision(PROBS, targets, vocab=["a", "b", "c"])
+    with pytest.warns(UserWarning, match=r"no positives for label\(s\) b: their AP"):
+        per_label_report(PROBS, targets, ["a", "b", "c"])

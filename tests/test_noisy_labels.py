@@ -98,10 +98,10 @@ def test_bad_rates_are_refused(rate):
 def test_bad_targets_are_refused_with_their_position():
     y = clean(5)
     y[2, 3] = 0.5
-    with pytest.raises(ValueError, match="row 2, label 3"):
+    with pytest.raises(ValueError, match="image 2, label 3"):
         hide_positives(y, 0.1, seed=0)
     y[2, 3] = math.nan  # clean targets have no unknown entries
-    with pytest.raises(ValueError, match="row 2, label 3"):
+    with pytest.raises(ValueError, match="image 2, label 3"):
         mask_unknown(y, 0.1, seed=0)
     with pytest.raises(ValueError, match="n_images, n_labels"):
         single_positive(torch.ones(5), seed=0)

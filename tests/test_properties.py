@@ -39,7 +39,7 @@ from helpers.metrics import (
 )
 from helpers.models import SmallCNN
 from helpers.predict import Preprocessing, load_classifier, prediction_table, save_classifier
-from helpers.voc import false_positive_table, voc_average_precision, voc_label_report
+from helpers.voc_training import false_positive_table, voc_average_precision, voc_label_report
 from helpers.widgets import explorer_view
 
 FAST = settings(

@@ -10,18 +10,10 @@ import torch
 from PIL import Image
 from sklearn.metrics import average_precision_score, f1_score
 
-from helpers import voc
-from helpers.voc import (
-    VOC_CLASSES,
-    VOCMultiLabel,
-    VOCObject,
-    image_target,
-    parse_annotation,
-    voc_average_precision,
-    voc_label_report,
-    write_split,
-    write_voc_image,
-)
+from helpers import voc, voc_download, voc_training
+from helpers.voc import VOC_CLASSES, VOCMultiLabel, VOCObject, image_target, parse_annotation
+from helpers.voc_layout import write_split, write_voc_image
+from helpers.voc_training import voc_average_precision, voc_label_report
 
 RNG = np.random.default_rng(0)
 
@@ -119,7 +111,7 @@ def test_dataset_targets_ignore_and_images(voc_root):
 
 
 def test_dataset_transform_gets_square_images(voc_root):
-    ds = VOCMultiLabel(voc_root, "test", transform=voc.voc_transform(40, train=True))
+    ds = VOCMultiLabel(voc_root, "test", transform=voc_training.voc_transform(40, train=True))
     x, _ = ds[0]
     assert x.shape == (3, 40, 40) and x.dtype == torch.float32
 
@@ -164,20 +156,20 @@ def test_find_voc(tmp_path, voc_root):
 
 
 def test_download_fails_fast_offline(tmp_path, monkeypatch):
-    monkeypatch.setattr(voc, "reachable", lambda host, timeout: "OSError: no network")
+    monkeypatch.setattr(voc_download, "reachable", lambda host, timeout: "OSError: no network")
     start = time.perf_counter()
-    with pytest.raises(voc.VOCUnavailableError) as info:
-        voc.download_voc2007(tmp_path, timeout=0.5)
+    with pytest.raises(voc_download.VOCUnavailableError) as info:
+        voc_download.download_voc2007(tmp_path, timeout=0.5)
     assert time.perf_counter() - start < 5
     message = str(info.value)
     for part in ("VOCtrainval_06-Nov-2007.tar", "VOCtest_06-Nov-2007.tar", "md5", "VOC layout"):
         assert part in message
-    folder, text, _ = voc.timed_download(tmp_path, timeout=0.5)
+    folder, text, _ = voc_download.timed_download(tmp_path, timeout=0.5)
     assert folder is None and "VOCtest" in text
 
 
 def test_archives_are_torchvisions():
-    archives = voc.voc_archives()
+    archives = voc_download.voc_archives()
     assert archives["trainval"]["md5"] == "c52e279531787c972589f7e41ab4ae64"
     assert archives["test"]["md5"] == "b6e924de25625d8de591ea690078ad9f"
 
@@ -230,7 +222,9 @@ def test_false_positive_table_finds_the_cooccurring_class():
     names = ["chair", "diningtable", "cat"]
     present = torch.tensor([[0, 1, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]])
     probs = torch.tensor([[0.9, 0.9, 0], [0.8, 0.9, 0], [0.1, 0, 0.9], [0.9, 0.9, 0]])
-    table = voc.false_positive_table(probs, present, torch.zeros_like(present).bool(), names)
+    table = voc_training.false_positive_table(
+        probs, present, torch.zeros_like(present).bool(), names
+    )
     assert table.iloc[0]["false positive"] == "chair"
     assert table.iloc[0]["count"] == 2
     assert table.iloc[0]["most common true class in those images"] == "diningtable"
@@ -238,11 +232,11 @@ def test_false_positive_table_finds_the_cooccurring_class():
 
 
 def test_make_loader_caps_workers_and_seeds(voc_root):
-    ds = VOCMultiLabel(voc_root, "test", transform=voc.voc_transform(16, train=False))
-    preset = replace(voc.CPU_PRESET, size=16, workers=0)
-    loader = voc.make_loader(ds, preset, torch.device("cpu"), True)
+    ds = VOCMultiLabel(voc_root, "test", transform=voc_training.voc_transform(16, train=False))
+    preset = replace(voc_training.CPU_PRESET, size=16, workers=0)
+    loader = voc_training.make_loader(ds, preset, torch.device("cpu"), True)
     assert loader.num_workers == 0 and not loader.pin_memory and loader.generator is not None
-    assert voc.GPU_PRESET.size == 448 and voc.GPU_PRESET.arch == "resnet50"
+    assert voc_training.GPU_PRESET.size == 448 and voc_training.GPU_PRESET.arch == "resnet50"
 
 
 # --- refusals and constants -------------------------------------------------------------------
@@ -252,11 +246,11 @@ def test_download_facts_are_constants_equal_to_torchvisions():
     """The constants are ours; torchvision's private table is only read here, to compare."""
     from torchvision.datasets.voc import DATASET_YEAR_DICT
 
-    archives = voc.voc_archives()
+    archives = voc_download.voc_archives()
     for split, key in [("trainval", "2007"), ("test", "2007-test")]:
         theirs = DATASET_YEAR_DICT[key]
         assert {k: theirs[k] for k in ("url", "filename", "md5")} == archives[split]
-    assert voc.VOC2007_TEST_MD5 == "b6e924de25625d8de591ea690078ad9f"
+    assert voc_download.VOC2007_TEST_MD5 == "b6e924de25625d8de591ea690078ad9f"
 
 
 def test_a_class_whose_every_entry_is_ignored_is_refused_naming_it():
@@ -290,3 +284,16 @@ def test_decompression_bomb_in_the_data_set_is_refused_naming_the_file(voc_root,
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)  # 24 x 32 = 768 > 2 x 300
     with pytest.raises(ValueError, match=r"000001\.jpg: Image size .* decompression bomb"):
         ds[0]
+
+
+def test_a_class_without_positives_is_named_in_the_warning():
+    """The warning names the class, not "label [0]" (each class is scored on its own)."""
+    probs = torch.tensor([[0.9, 0.2], [0.1, 0.8], [0.4, 0.3]])
+    present = torch.tensor([[1, 0], [0, 0], [1, 0]])
+    ignore = torch.zeros_like(present)
+    with pytest.warns(UserWarning, match=r"no positives for label\(s\) bicycle: their AP"):
+        voc_average_precision(probs, present, ignore, classes=["aeroplane", "bicycle"])
+    with pytest.warns(UserWarning, match=r"no positives for label\(s\) 1: their AP"):
+        voc_average_precision(probs, present, ignore)
+    with pytest.raises(ValueError, match="image 0, 'aeroplane' is both present and ignored"):
+        voc_average_precision(probs, present, present, classes=["aeroplane", "bicycle"])
