@@ -105,11 +105,8 @@ def train(args: argparse.Namespace, device: torch.device) -> tuple[pd.DataFrame,
     )
     say(
         f"per-process batch {args.batch_size}, global batch {args.batch_size * world}, "
-        f"lr {args.lr:g}, {len(train_loader)} steps per epoch"
-    )
-    say(
-        f"each process reads {len(train_loader.sampler):,} of "
-        f"{len(splits['train']):,} training canvases"
+        f"lr {args.lr:g}, {len(train_loader)} steps per epoch\neach process reads "
+        f"{len(train_loader.sampler):,} of {len(splits['train']):,} training canvases"
     )
 
     torch.manual_seed(args.seed)  # the same initial weights everywhere (DDP copies rank 0's)
@@ -138,8 +135,7 @@ def train(args: argparse.Namespace, device: torch.device) -> tuple[pd.DataFrame,
     except RuntimeError as err:
         if "simulated crash" not in str(err):
             raise
-        say(f"{err}: every process stops")
-        say(f"{args.checkpoint} keeps the last finished epoch")
+        say(f"{err}: every process stops\n{args.checkpoint} keeps the last finished epoch")
         return None
     return history, time.perf_counter() - start
 
