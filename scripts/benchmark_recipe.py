@@ -80,6 +80,15 @@ def val_map(model, loader, channels_last: bool) -> float:
     return mean_average_precision(torch.cat(probs), torch.cat(targets))
 
 
+def build(recipe: dict, config: TrainConfig, steps_per_epoch: int):
+    """The recipe's model (seeded, in its memory format), optimizer and schedule."""
+    torch.manual_seed(0)
+    model = SmallCNN(width=recipe["width"], blocks=recipe["blocks"])
+    if recipe["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    return (model, *make_optimizer(model, config, steps_per_epoch))
+
+
 def run(name: str, recipe: dict, splits: dict, eval_every: int, finish: bool) -> dict:
     """Train one recipe; CPU seconds to TARGET (None if never) and the final mAPs."""
     train = splits[recipe["n_train"]]["train"]
@@ -87,12 +96,8 @@ def run(name: str, recipe: dict, splits: dict, eval_every: int, finish: bool) ->
     test = batch_loader(splits[recipe["n_train"]]["test"], 1_000)
     loader = batch_loader(train, recipe["batch_size"])
     config = TrainConfig(epochs=recipe["epochs"], lr=recipe["lr"], amp=False, progress=False)
-    torch.manual_seed(0)
-    model = SmallCNN(width=recipe["width"], blocks=recipe["blocks"])
+    model, optimizer, scheduler = build(recipe, config, len(loader))
     cl = recipe["channels_last"]
-    if cl:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer, scheduler = make_optimizer(model, config, len(loader))
     loss_fn = nn.BCEWithLogitsLoss()
     clock, seen, next_eval, reached, maps = 0.0, 0, eval_every, None, []
     model.train()
