@@ -23,7 +23,7 @@ models             the networks: SmallCNN, ResNets with a multi-label head      
 heads              multi-label heads on a spatial backbone: GMP, CSRA, queries            13 only         models
 distributed        several processes under torchrun (DDP); no-ops in one                  9 only          env
 train              the training loop: train_one_epoch, evaluate, fit                      2, 4-13         checkpoint, distributed, env, inference, metrics
-predict            the one-file classifier: save, load, predict on images                 10 only         checkpoint, folder, labels, models
+predict            the one-file classifier: save, load, predict on images                 10 only         checkpoint, folder, inference, labels, models
 voc                the PASCAL VOC 2007 data set: find, parse, load                        8 only          folder
 voc_download       downloading VOC 2007: address, checksums, offline failure              8 only          env, voc
 voc_layout         writing data in VOC layout (tests, chapter 8's pipeline check)         8 only          -

@@ -243,8 +243,14 @@ def clopper_pearson_lower(successes, trials, confidence: float = 0.95) -> np.nda
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1); got {confidence}")
     k, n = np.asarray(successes, dtype=np.float64), np.asarray(trials, dtype=np.float64)
-    if (k < 0).any() or (k > n).any() or (k != np.round(k)).any() or (n != np.round(n)).any():
-        raise ValueError("successes and trials must be whole numbers with 0 <= successes <= trials")
+    k, n = np.broadcast_arrays(k, n)
+    bad = (k < 0) | (k > n) | (k != np.round(k)) | (n != np.round(n))
+    if bad.any():
+        i = tuple(np.argwhere(bad)[0]) if bad.ndim else ()
+        raise ValueError(
+            "successes and trials must be whole numbers with 0 <= successes <= trials; "
+            f"got {k[i]:g} of {n[i]:g}" + (f" at index {i[0]}" if len(i) == 1 else "")
+        )
     with np.errstate(invalid="ignore"):
         bound = beta.ppf(1 - confidence, k, n - k + 1)
     return np.where(k > 0, bound, 0.0)
@@ -309,15 +315,12 @@ def precision_recall_at(probs, targets, thresholds) -> pd.DataFrame:
     x = check_scores(probs, "probs")
     y = check_targets(targets, x.shape)
     t = torch.as_tensor(np.asarray(thresholds, dtype=np.float64))
-    # "never" is an infinite threshold: decided here until labels.apply_thresholds takes inf
-    finite = per_label_thresholds(torch.where(torch.isposinf(t), 1.0, t), x.shape[1], t.dtype)
-    never = torch.isposinf(t).expand(x.shape[1])
-    pred = apply_thresholds(x, finite)
-    pred[:, never] = 0
+    t = per_label_thresholds(t, x.shape[1], t.dtype)  # inf: never predict this label
+    pred = apply_thresholds(x, t)
     prf = precision_recall_f1(y, pred, zero_division=np.nan)
     return pd.DataFrame(
         {
-            "threshold": np.where(never.numpy(), np.inf, finite.numpy()),
+            "threshold": t.numpy(),
             "support": y.sum(0).numpy(),
             "predicted": pred.sum(0).numpy(),
             "precision": prf["precision"],

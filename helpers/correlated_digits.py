@@ -112,7 +112,10 @@ def _check_pairs(pairs: tuple[tuple[int, int], ...]) -> dict[int, int]:
             if not 0 <= d <= 9:
                 raise ValueError(f"digits are 0-9, got {d} in pair {pair}")
             if d in partner:
-                raise ValueError(f"digit {d} is in two pairs: a digit can have one partner")
+                raise ValueError(
+                    f"digit {d} is in two pairs, {(d, partner[d])} and {pair}: a digit can "
+                    "have one partner"
+                )
             partner[d] = other
     return partner
 
@@ -130,6 +133,8 @@ def sample_label_sets(
     """
     if not 0 <= pair_rate <= 1:
         raise ValueError(f"pair_rate must be between 0 and 1, got {pair_rate}")
+    if n < 0:
+        raise ValueError(f"n must be a number of canvases (0 or more), got {n}")
     partner = _check_pairs(pairs)
     sets = []
     for _ in range(n):
@@ -242,6 +247,11 @@ def partner_rate(targets: torch.Tensor, digit: int, partner: int) -> float:
     Refused if `digit` never occurs: a rate over no canvases is undefined, not 0.
     """
     targets = torch.as_tensor(targets)
+    for name, d in (("digit", digit), ("partner", partner)):
+        if not 0 <= d < targets.shape[1]:  # -1 would silently be the last label
+            raise ValueError(
+                f"{name} {d} is not a label of these targets (0..{targets.shape[1] - 1})"
+            )
     has = targets[:, digit] > 0
     if not has.any():
         raise ValueError(f"digit {digit} occurs in none of the {len(targets)} targets")

@@ -254,7 +254,11 @@ def _image_probs(labels: torch.Tensor, weights: tuple[float, ...]) -> np.ndarray
         raise ValueError(f"digit_weights needs 10 non-negative numbers, not all 0; got {weights}")
     per_class = np.bincount(labels.numpy(), minlength=10)
     if (per_class[w > 0] == 0).any():
-        raise ValueError("digit_weights gives weight to a digit that has no images")
+        empty = [d for d in range(10) if w[d] > 0 and per_class[d] == 0]
+        raise ValueError(
+            f"digit_weights gives weight {w[empty[0]]:g} to digit {empty[0]}, which has no "
+            f"images here (digits without images: {empty})"
+        )
     p = w[labels.numpy()] / np.maximum(per_class[labels.numpy()], 1)
     return p / p.sum()
 
@@ -275,6 +279,8 @@ def compose_canvases(
     overlapping strokes are merged with a max, as ink would be.
     Returns uint8 images (n, 1, canvas, canvas) and int64 digit counts (n, 10).
     """
+    if n < 0:
+        raise ValueError(f"n must be a number of canvases (0 or more), got {n}")
     size = digit_images.shape[-1]
     per_side = check_fits(canvas, size, min_digits, max_digits)
     cell = canvas // per_side
@@ -312,6 +318,9 @@ def make_multi_digit(
     """
     from sklearn.model_selection import train_test_split
 
+    for name in ("n_train", "n_val", "n_test"):
+        if getattr(config, name) < 0:
+            raise ValueError(f"{name} must be 0 or more canvases, got {getattr(config, name)}")
     source = source or digit_source()
     check_fits(config.canvas, source.train_images.shape[-1], config.min_digits, config.max_digits)
     tr_idx, va_idx = train_test_split(

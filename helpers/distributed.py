@@ -146,7 +146,15 @@ def interleave(parts: Sequence[torch.Tensor], n: int) -> torch.Tensor:
     sample ``i * W + r``. Stacking the parts on a new second axis and flattening puts every
     sample at its index; the first n rows are the data set, the rest is padding.
     """
-    return torch.stack(list(parts), dim=1).flatten(0, 1)[:n]
+    rows = torch.stack(list(parts), dim=1).flatten(0, 1)
+    _check_count(n, len(rows))
+    return rows[:n]
+
+
+def _check_count(n: int, rows: int) -> None:
+    """`n` samples must fit in the `rows` gathered: more would silently come back short."""
+    if not 0 <= n <= rows:
+        raise ValueError(f"n = {n} samples, but the ranks hold {rows} rows together")
 
 
 def _comm_device() -> torch.device:
@@ -164,6 +172,7 @@ def gather(tensor: torch.Tensor, n: int) -> torch.Tensor:
     all_gather needs. Returns a tensor on the input's device.
     """
     if world_size() == 1:
+        _check_count(n, len(tensor))
         return tensor[:n]
     comm = _comm_device()
     local = tensor.to(comm).contiguous()

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 MODES = ("RGB", "L")
-SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")  # "I" is 32-bit: see _to_8bit
 TABLE_COLUMNS = ("image", "tags", "line")
 
 
@@ -67,13 +67,7 @@ def read_label_table(
     the image column the index and shifts the rest: both become a ValueError naming the file.
     """
     csv_path = Path(csv_path)
-    hint = 'quote tag cells that contain commas: a.png,"3,7"'
-    try:
-        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)  # "" stays "", not NaN
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise ValueError(f"{csv_path}: {str(err).strip()}; {hint}") from err
-    if not isinstance(table.index, pd.RangeIndex):  # rows with more fields than the header
-        raise ValueError(f"{csv_path}: some rows have more fields than the header; {hint}")
+    table = _read_csv(csv_path)
     missing = [col for col in (image_col, tags_col) if col not in table.columns]
     if missing:
         raise ValueError(
@@ -81,28 +75,9 @@ def read_label_table(
             f"(pass image_col= / tags_col= if yours are named differently)"
         )
     lines = np.arange(len(table)) + 2  # line 1 is the header
-    names = table[image_col].str.strip()
-    if (names == "").any():
-        line = lines[(names == "").to_numpy()][0]
-        raise ValueError(f"{csv_path}, line {line}: the {image_col!r} cell is empty")
-    repeated = names.duplicated(keep=False).to_numpy()
-    if repeated.any():
-        raise ValueError(
-            f"{csv_path}: {names[repeated].iloc[0]!r} is listed more than once "
-            f"(lines {', '.join(map(str, lines[repeated][:5]))}); merge its tags into one row"
-        )
+    names = _image_names(table[image_col], lines, csv_path)
     if sep is None:
-        commas = table[tags_col].str.contains(",").to_numpy()
-        spaces = table[tags_col].str.strip().str.contains(r"\s").to_numpy() & ~commas
-        if commas.any() and spaces.any():
-            i, k = int(np.argmax(commas)), int(np.argmax(spaces))
-            raise ValueError(
-                f"{csv_path}: the tag cells mix separators: line {lines[i]} uses commas "
-                f"({table[tags_col].iloc[i]!r}), line {lines[k]} spaces "
-                f"({table[tags_col].iloc[k]!r}); use one separator, or pass sep=',' if tags "
-                "themselves contain spaces ('traffic light')"
-            )
-        sep = "," if commas.any() else None
+        sep = _detect_separator(table[tags_col], lines, csv_path)
     return pd.DataFrame(
         {
             "image": names,
@@ -112,15 +87,79 @@ def read_label_table(
     )
 
 
-def _to_8bit(image: Image.Image) -> Image.Image:
-    """16-bit greyscale -> 8-bit by scaling 0..65535 to 0..255.
+_QUOTE_HINT = 'quote tag cells that contain commas: a.png,"3,7"'
 
-    PIL's own ``convert("L")`` clips instead: every value above 255 becomes white.
+
+def _read_csv(csv_path: Path) -> pd.DataFrame:
+    """The CSV as strings ("" stays "", not NaN); a malformed file is refused naming it."""
+    try:
+        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise ValueError(f"{csv_path}: {str(err).strip()}; {_QUOTE_HINT}") from err
+    if not isinstance(table.index, pd.RangeIndex):  # rows with more fields than the header
+        raise ValueError(f"{csv_path}: some rows have more fields than the header; {_QUOTE_HINT}")
+    return table
+
+
+def _image_names(cells: pd.Series, lines: np.ndarray, csv_path: Path) -> pd.Series:
+    """The stripped file names; an empty cell or a file listed twice is refused by line."""
+    names = cells.str.strip()
+    if (names == "").any():
+        line = lines[(names == "").to_numpy()][0]
+        raise ValueError(f"{csv_path}, line {line}: the {cells.name!r} cell is empty")
+    repeated = names.duplicated(keep=False).to_numpy()
+    if repeated.any():
+        raise ValueError(
+            f"{csv_path}: {names[repeated].iloc[0]!r} is listed more than once "
+            f"(lines {', '.join(map(str, lines[repeated][:5]))}); merge its tags into one row"
+        )
+    return names
+
+
+def _detect_separator(cells: pd.Series, lines: np.ndarray, csv_path: Path) -> str | None:
+    """The separator: a comma if any tag cell holds one, else None (whitespace); a mix is
+    refused, naming a line of each."""
+    commas = cells.str.contains(",").to_numpy()
+    spaces = cells.str.strip().str.contains(r"\s").to_numpy() & ~commas
+    if commas.any() and spaces.any():
+        i, k = int(np.argmax(commas)), int(np.argmax(spaces))
+        raise ValueError(
+            f"{csv_path}: the tag cells mix separators: line {lines[i]} uses commas "
+            f"({cells.iloc[i]!r}), line {lines[k]} spaces ({cells.iloc[k]!r}); use one "
+            "separator, or pass sep=',' if tags themselves contain spaces ('traffic light')"
+        )
+    return "," if commas.any() else None
+
+
+# The white level of a 32-bit integer ("I") image, by file format: the ones that declare it.
+# A 16-bit greyscale PNG opens as "I" in older Pillow ("I;16" in Pillow 13); a PGM/PPM with
+# maxval > 255 opens as "I" with Pillow's scaling of maxval to 65535. A 32-bit or signed
+# integer TIFF declares no white level: it is refused, naming the file.
+_WHITE_OF_32_BIT = {"PNG": 65535, "PPM": 65535}
+
+
+def _to_8bit(image: Image.Image, file_format: str | None, path: Path) -> Image.Image:
+    """16-bit (and 32-bit integer) greyscale -> 8-bit by scaling the file's white level to 255.
+
+    PIL's own ``convert("L")`` clips instead: every value above 255 becomes white. The white
+    level is what the file declares: 65535 for the 16-bit modes, :data:`_WHITE_OF_32_BIT`
+    for a mode "I" image. A mode "I" file that declares none (a 32-bit integer TIFF) is
+    refused: 200 in it could be white (8-bit data saved as 32 bits) or almost black, and
+    guessing from the largest value would stretch a dark image to white.
     """
-    values = np.asarray(image, dtype=np.int64)
-    if values.min() < 0 or values.max() > 65535:
-        raise ValueError(f"values {values.min()}..{values.max()} are not 16-bit")
-    return Image.fromarray(np.round(values / 257).astype(np.uint8), mode="L")
+    values = np.asarray(image, dtype=np.int64)  # within 0..white for every format accepted
+    if image.mode in SIXTEEN_BIT:
+        white = 65535
+    else:
+        white = _WHITE_OF_32_BIT.get(file_format)
+        if white is None:
+            low, high = int(values.min()), int(values.max())
+            raise ValueError(
+                f"{path}: 32-bit integer image (mode 'I', {file_format} file) holding values "
+                f"{low}..{high}; its format declares no white level, so there is no honest "
+                "scale to 8 bits: convert it to 8-bit ('L') or 16-bit ('I;16') yourself"
+            )
+    return Image.fromarray(np.round(values / (white / 255)).astype(np.uint8), mode="L")
 
 
 def image_to_tensor(image: Image.Image) -> torch.Tensor:
@@ -176,7 +215,9 @@ def load_image(path: str | Path, mode: str = "RGB", max_pixels: int | None = Non
     - a file that does not decode raises OSError naming the file (PIL alone sometimes
       only says "image file is truncated");
     - the EXIF orientation of camera photos is applied, as image viewers do;
-    - 16-bit greyscale is scaled to 8 bits (65535 -> 255), not clipped;
+    - 16-bit greyscale is scaled to 8 bits (65535 -> 255), not clipped; a 32-bit integer
+      image (mode "I") is scaled by the white level its format declares (65535 for PNG and
+      PGM) and refused, naming the file, when it declares none (a 32-bit TIFF);
     - a floating-point image (mode "F") raises ValueError: its value range is not
       standard (0..1? 0..255? physical units?), and PIL would silently clip it;
     - transparency is composited over black, so the colour hidden under transparent
@@ -192,6 +233,7 @@ def load_image(path: str | Path, mode: str = "RGB", max_pixels: int | None = Non
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked above
             with Image.open(path) as opened:
                 opened.load()  # decode now: a truncated file fails here, not later
+                file_format = opened.format  # the transposed copy has none
                 image = ImageOps.exif_transpose(opened)
     except FileNotFoundError:
         raise
@@ -202,11 +244,8 @@ def load_image(path: str | Path, mode: str = "RGB", max_pixels: int | None = Non
             f"{path}: floating-point image (mode 'F'); there is no standard range to "
             "scale it from, so convert it to 8 bits yourself"
         )
-    if image.mode in SIXTEEN_BIT:
-        try:
-            image = _to_8bit(image)
-        except ValueError as err:
-            raise ValueError(f"{path}: {err}") from err
+    if image.mode in (*SIXTEEN_BIT, "I"):
+        image = _to_8bit(image, file_format, path)
     has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
     if has_alpha:
         rgba = image.convert("RGBA")
@@ -296,6 +335,8 @@ class MultiLabelImageFolder(Dataset):
         return len(self.table)
 
     def __getitem__(self, i: int):
+        if not -len(self) <= i < len(self):  # pandas would say only "out-of-bounds"
+            raise IndexError(f"index {i} is out of range for {len(self)} images")
         image = load_image(self.root / self.table.image.iloc[i], self.mode)
         x = image_to_tensor(image)  # (C, H, W) in [0, 1]
         if self.transform is not None:

@@ -33,6 +33,8 @@ def grad_cam(
     its running statistics) and back in the mode it came in. A map that is zero
     everywhere (nothing raised the score) stays zero.
     """
+    if len(labels) == 0:
+        raise ValueError("labels is empty: name at least one label to explain")
     kept: dict[str, torch.Tensor] = {}
 
     def keep_output(_module, _inputs, output):
@@ -47,6 +49,7 @@ def grad_cam(
         x = image.unsqueeze(0).requires_grad_(False)
         with torch.enable_grad():
             logits = model(x)
+            _check_labels(labels, logits.shape[1])
             for j, label in enumerate(labels):
                 model.zero_grad(set_to_none=True)
                 logits[0, label].backward(retain_graph=j < len(labels) - 1)
@@ -61,3 +64,12 @@ def grad_cam(
         cams = F.interpolate(cams[:, None], size=image.shape[-2:], mode="bilinear")[:, 0]
     peak = cams.flatten(1).amax(1).clamp_min(1e-12)
     return (cams / peak[:, None, None]).detach()
+
+
+def _check_labels(labels: list[int], n_labels: int) -> None:
+    """Refuse a label index the model does not have (-1 would silently be the last one)."""
+    bad = [label for label in labels if not 0 <= label < n_labels]
+    if bad:
+        raise ValueError(
+            f"label {bad[0]} is not one of the model's {n_labels} outputs (0..{n_labels - 1})"
+        )

@@ -1,9 +1,15 @@
-"""Label vocabularies, multi-hot encoding and label statistics.
+"""Label vocabularies, multi-hot encoding, label statistics, and the rules every helper
+shares about scores, targets and thresholds.
 
 A multi-label target is a set of names per image. Models want a fixed-length 0/1 vector
-(a *multi-hot* vector), so everything here converts between the two and measures what a
-set of targets looks like (how often each label occurs, how many labels an image has,
-which labels appear together).
+(a *multi-hot* vector), so this module converts between the two and measures what a set of
+targets looks like (how often each label occurs, how many labels an image has, which labels
+appear together).
+
+It is also the one owner of three rules, so that every module refuses the same inputs with
+the same words and decides the same way: what scores may be (:func:`check_scores`), what
+targets may be (:func:`check_targets`: 0/1, or soft, or with unknowns, as the caller says),
+and how a probability becomes a decision (:func:`apply_thresholds`, ``>=``).
 """
 
 from __future__ import annotations
@@ -52,7 +58,8 @@ def multi_hot(label_sets: LabelSets, vocab: Sequence[str]) -> torch.Tensor:
     """
     index = {name: i for i, name in enumerate(vocab)}
     if len(index) != len(vocab):
-        raise ValueError("vocab contains duplicate names")
+        twice = sorted({str(n) for n in vocab if list(vocab).count(n) > 1})
+        raise ValueError(f"vocab contains duplicate names: {twice}")
     label_sets = list(label_sets)
     out = torch.zeros(len(label_sets), len(vocab))
     for row, labels in enumerate(label_sets):
@@ -197,11 +204,16 @@ def check_scores_and_targets(
     return x, check_targets(targets, x.shape, vocab=vocab)
 
 
-def per_label_thresholds(thresholds, n_labels: int, dtype=torch.float32) -> torch.Tensor:
+def per_label_thresholds(
+    thresholds, n_labels: int, dtype=torch.float32, vocab: Sequence[str] | None = None
+) -> torch.Tensor:
     """One threshold (a number) or one per label -> a tensor of `n_labels` thresholds.
 
-    Refused: a wrong number of thresholds, more than one dimension, NaN, and values outside
-    [0, 1] (a threshold of 1.2 silently predicts nothing, NaN never predicts anything).
+    A threshold is a number in [0, 1], or ``inf`` (``float("inf")``): never predict this label
+    (a probability of 1.0 is still below it, whereas a threshold of 1 predicts it). Refused,
+    naming the label (its index, and its name when `vocab` is given) and the value: a wrong
+    number of thresholds, more than one dimension, NaN (it never predicts, silently), ``-inf``
+    and other values outside [0, 1] (1.2 silently predicts nothing: say ``inf``).
     `dtype` is the probabilities' dtype: the comparison happens in it.
     """
     if isinstance(thresholds, torch.Tensor):
@@ -214,27 +226,38 @@ def per_label_thresholds(thresholds, n_labels: int, dtype=torch.float32) -> torc
             f"got shape {tuple(t.shape)}"
         )
     t = t.to(dtype)
-    bad = ~((t >= 0) & (t <= 1))  # NaN fails both comparisons
+    bad = ~(((t >= 0) & (t <= 1)) | (t == float("inf")))  # NaN fails all
     if bad.any():
-        raise ValueError(f"thresholds must be in [0, 1]; got {t[bad].flatten()[:5].tolist()}")
+        j = int(torch.nonzero(bad.reshape(-1))[0])
+        label, count = "every label", ""
+        if t.ndim == 1:
+            label, count = f"label {j}", f" ({int(bad.sum())} bad of {t.numel()})"
+        if vocab is not None and t.ndim == 1 and j < len(vocab):
+            label += f" ({vocab[j]!r})"
+        raise ValueError(
+            f"thresholds must be in [0, 1], or inf for 'never predict'; {label} has "
+            f"{t.reshape(-1)[j].item()!r}{count}"
+        )
     return t.expand(n_labels).clone()
 
 
-def apply_thresholds(probs, thresholds=0.5) -> torch.Tensor:
+def apply_thresholds(probs, thresholds=0.5, vocab: Sequence[str] | None = None) -> torch.Tensor:
     """0/1 predictions: label j is predicted when ``probs[:, j] >= thresholds[j]``.
 
     The one place in ``helpers`` that turns probabilities into decisions: reports, tuning,
     calibration's precision promises, prediction, VOC reports, the plots, the widgets and
-    :func:`decode` all call it. `thresholds` is one
-    number for every label or one per label (:func:`per_label_thresholds`); `probs` must be
+    :func:`decode` all call it. `thresholds` is one number for every label or one per label
+    (:func:`per_label_thresholds`; ``inf`` never predicts its label; `vocab` names the label
+    in a refusal); `probs` must be
     probabilities (:func:`check_scores`). The comparison is ``>=``, as in scikit-learn's
     precision-recall curve, so a threshold tuned to equal a score keeps that score
     (torchmetrics uses ``>``: the two differ only for a score exactly equal to the
     threshold). It is made in the dtype of `probs`: a threshold of 0.55 is compared as
     float32(0.55) with float32 probabilities.
     """
-    probs = check_scores(probs, "probs")
-    return (probs >= per_label_thresholds(thresholds, probs.shape[1], probs.dtype)).long()
+    probs = check_scores(probs, "probs", vocab=vocab)
+    t = per_label_thresholds(thresholds, probs.shape[1], probs.dtype, vocab)
+    return (probs >= t).long()
 
 
 def decode(scores: torch.Tensor, vocab: Sequence[str], threshold=0.5) -> list[list[str]]:
@@ -242,13 +265,14 @@ def decode(scores: torch.Tensor, vocab: Sequence[str], threshold=0.5) -> list[li
 
     A 1-D input is one image. Pass probabilities, not logits: a logit of 0.3 is a
     probability of 0.57, and values outside [0, 1] are refused (:func:`apply_thresholds`).
+    `threshold` is one number or one per label; ``inf`` never decodes its label.
     """
     scores = torch.as_tensor(scores)
     if scores.ndim == 1:
         scores = scores.unsqueeze(0)
     if scores.ndim == 2 and scores.shape[1] != len(vocab):
         raise ValueError(f"scores have {scores.shape[1]} columns but vocab has {len(vocab)} names")
-    pred = apply_thresholds(scores, threshold)
+    pred = apply_thresholds(scores, threshold, vocab)
     return [[vocab[j] for j in torch.nonzero(row).flatten().tolist()] for row in pred]
 
 

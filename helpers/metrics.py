@@ -1,6 +1,8 @@
-"""Multi-label metrics, computed with scikit-learn so the numbers match a well-tested library.
-The one function written by hand, :func:`average_precision_by_hand`, is there to be read,
-and its tests check it against scikit-learn and torchmetrics.
+"""Multi-label metrics: AP and the ranking figures from scikit-learn, so the numbers match a
+well-tested library, and precision, recall and F1 counted in one place,
+:func:`precision_recall_f1`, which every report (and calibration, the VOC reports and the
+plots) calls; its tests check it against scikit-learn and torchmetrics.
+:func:`average_precision_by_hand` is written out to be read, and checked the same way.
 
 Every function checks its input first (:mod:`helpers.labels`: ``check_scores``,
 ``check_targets``) and refuses what it cannot score: NaN or infinite scores, targets that
@@ -22,13 +24,10 @@ from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
     coverage_error,
-    f1_score,
     hamming_loss,
     label_ranking_average_precision_score,
     label_ranking_loss,
     precision_recall_curve,
-    precision_score,
-    recall_score,
 )
 
 from helpers.labels import (
@@ -339,7 +338,9 @@ def evaluate(
     a label or image with no predicted positives counts as 0 (``zero_division=0``).
     An image with empty true and predicted sets scores 0 in samples P/R/F1
     (``zero_division=0``), although the prediction is right.
-    Computed with scikit-learn, except mAP which uses :func:`mean_average_precision`.
+    Precision, recall and F1 are counted by :func:`precision_recall_f1` (they equal
+    scikit-learn's with ``zero_division=0``, which the tests check); mAP is
+    :func:`mean_average_precision`; the other figures are scikit-learn's.
     Needs at least two labels: with one, per-image and ranking figures are meaningless
     (use :func:`threshold_report`). `probs` must be probabilities when `predictions` is not
     given; with `predictions`, any finite scores (logits too) rank.
@@ -354,9 +355,11 @@ def evaluate(
     pred = check_targets(pred, probs.shape, "predictions")
     y_np, p_np, s_np = y.numpy(), pred.numpy(), probs.numpy()
     rows = {("mAP", "macro"): mean_average_precision(probs, y)}
-    for name, fn in [("precision", precision_score), ("recall", recall_score), ("F1", f1_score)]:
-        for average in ("micro", "macro", "samples"):
-            rows[(name, average)] = fn(y_np, p_np, average=average, zero_division=0)
+    prf = precision_recall_f1(y, pred)  # the one count of precision, recall and F1
+    for name in ("precision", "recall", "F1"):
+        rows[(name, "micro")] = prf[f"micro_{name}"]
+        rows[(name, "macro")] = float(prf[name].mean())
+        rows[(name, "samples")] = prf[f"samples_{name}"]
     hamming = hamming_loss(y_np, p_np)
     rows[("Hamming loss", "all elements")] = hamming
     rows[("per-element accuracy", "all elements")] = 1 - hamming

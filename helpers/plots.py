@@ -164,8 +164,9 @@ def plot_confusion_matrices(
     """
     from sklearn.metrics import multilabel_confusion_matrix
 
+    y = check_targets(targets, vocab=vocab)
     cms = multilabel_confusion_matrix(
-        torch.as_tensor(targets).long().numpy(), torch.as_tensor(predictions).long().numpy()
+        y.numpy(), check_targets(predictions, y.shape, "predictions", vocab=vocab).numpy()
     )
     nrows = int(np.ceil(len(vocab) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(2 * ncols, 2.1 * nrows + 0.4), squeeze=False)

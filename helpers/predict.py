@@ -8,15 +8,20 @@ and the image must be prepared exactly as in training. So the file written here 
 - the architecture as a name and keyword arguments, rebuilt by :func:`build_model`;
 - the label vocabulary, in output order;
 - the preprocessing, as plain numbers and strings (:class:`Preprocessing`);
-- the thresholds tuned on validation data (chapter 5), one per label.
+- the thresholds tuned on validation data (chapter 5), one per label. A threshold of
+  ``inf`` means "never predict this label" (chapter 12), as everywhere in ``helpers``
+  (:func:`helpers.labels.per_label_thresholds`); the file stores it as the string
+  ``"never"``, so that every field besides the weights stays plain JSON, which has no
+  infinity. Finite thresholds are stored as numbers, as before: files written before
+  "never" existed load unchanged (and an older reader refuses "never", naming the field).
 
 It is written with :func:`helpers.checkpoint.save_checkpoint` (atomic) and read with
 :func:`helpers.checkpoint.load_checkpoint` (``weights_only=True``: loading runs no code).
 Loading checks everything prediction relies on and refuses a bad file naming the field:
 a SHA-256 checksum of the contents (a flipped byte), finite weights, thresholds in [0, 1]
-and one per label, a vocabulary as long as the model's output, positive normalisation std,
-a sane image size. A file that is truncated, empty or not a classifier is refused naming
-the file.
+(or "never") and one per label, a vocabulary as long as the model's output, positive
+normalisation std, a sane image size. A file that is truncated, empty or not a classifier
+is refused naming the file.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from torch import nn
 
 from helpers.checkpoint import load_checkpoint, save_checkpoint
 from helpers.folder import image_to_tensor, load_image
+from helpers.inference import run_model
 from helpers.labels import apply_thresholds, check_scores, per_label_thresholds
 from helpers.models import SmallCNN, resnet_multilabel
 
@@ -63,6 +69,7 @@ __all__ = [
 ]
 
 FORMAT = "multilabel-book-classifier/2"  # /2: with a checksum
+_NEVER_IN_FILE = "never"  # a threshold of inf ("never predict the label") in the file
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 RESIZE_RULES = ("pad", "stretch")
 # What torch.load raises on a damaged file, depending on which byte is wrong.
@@ -101,7 +108,10 @@ class Preprocessing:
         if self.channels not in (1, 3) or not whole(self.channels):
             raise ValueError(f"channels must be 1 or 3, not {self.channels!r}")
         if len(self.mean) != self.channels or len(self.std) != self.channels:
-            raise ValueError(f"mean and std need {self.channels} value(s) each")
+            raise ValueError(
+                f"mean and std need {self.channels} value(s) each (one per channel), got "
+                f"{len(self.mean)} and {len(self.std)}: mean {self.mean}, std {self.std}"
+            )
         numbers = [*self.mean, *self.std]
         if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers):
             raise ValueError(f"mean and std must be finite numbers, got {self.mean}, {self.std}")
@@ -135,7 +145,7 @@ class Classifier:
     arch: dict
     vocab: list[str]
     preprocessing: Preprocessing
-    thresholds: torch.Tensor  # one per label, tuned on validation data
+    thresholds: torch.Tensor  # one per label, tuned on validation data; inf: never predict
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
 
@@ -152,11 +162,12 @@ def save_classifier(
     Only tensors, numbers, strings, lists and dicts go in, so ``weights_only=True`` can load
     it. Everything :func:`load_classifier` would refuse is refused now, not discovered by
     whoever loads the file: a vocabulary or thresholds that do not match the model's
-    outputs, thresholds outside [0, 1], non-finite weights. A SHA-256 checksum of the
-    contents goes in too, so a byte changed on disk is caught at load time.
+    outputs, thresholds outside [0, 1] (``inf``, never predict, is stored as
+    ``"never"``), non-finite weights. A SHA-256 checksum of the contents goes in
+    too, so a byte changed on disk is caught at load time.
     """
     vocab = [str(v) for v in vocab]
-    t = per_label_thresholds(thresholds, len(vocab))
+    t = per_label_thresholds(thresholds, len(vocab), vocab=vocab)
     n_out = _n_outputs(model, preprocessing)
     if n_out != len(vocab):
         raise ValueError(f"the model has {n_out} outputs but the vocabulary {len(vocab)} labels")
@@ -166,7 +177,7 @@ def save_classifier(
         "arch": {"name": arch["name"], "kwargs": dict(arch.get("kwargs", {}))},
         "vocab": vocab,
         "preprocessing": asdict(preprocessing),
-        "thresholds": [float(x) for x in t],
+        "thresholds": [_NEVER_IN_FILE if x == math.inf else x for x in t.tolist()],
     }
     _check_fields(state, "the classifier to save")
     state["sha256"] = _checksum(state)
@@ -207,17 +218,50 @@ def _check_fields(state: dict, where: str) -> Preprocessing:
         raise bad("arch", "needs a 'name' (str) and 'kwargs' (dict)")
     vocab = state["vocab"]
     if not vocab or not all(isinstance(v, str) for v in vocab) or len(set(vocab)) != len(vocab):
-        raise bad("vocab", "must be a non-empty list of distinct label names")
+        raise bad(
+            "vocab", f"must be a non-empty list of distinct label names, {_vocab_fault(vocab)}"
+        )
     t = state["thresholds"]
     if len(t) != len(vocab):
         raise bad("thresholds", f"has {len(t)} values for {len(vocab)} labels (one per label)")
-    if not all(isinstance(x, (int, float)) and 0 <= x <= 1 for x in t):  # NaN fails too
-        raise bad("thresholds", f"must be numbers in [0, 1], got {t}")
+    try:
+        _thresholds_from_file(t, vocab)
+    except ValueError as err:  # "... or inf for 'never predict'; label 1 ('dog') has 1.5"
+        which = str(err).split("'never predict'; ", 1)[-1]  # the label and its value
+        raise bad(
+            "thresholds", f"must be numbers in [0, 1] or {_NEVER_IN_FILE!r}; {which}"
+        ) from None
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in state["preprocessing"].items()}
     try:
         return Preprocessing(**fields)
     except (TypeError, ValueError) as err:
         raise bad("preprocessing", str(err)) from None
+
+
+def _vocab_fault(vocab: list) -> str:
+    """What is wrong with a stored vocabulary, naming the entry at fault."""
+    if not vocab:
+        return "got an empty list"
+    j = next((j for j, v in enumerate(vocab) if not isinstance(v, str)), None)
+    if j is not None:
+        return f"got {vocab[j]!r} ({type(vocab[j]).__name__}) at position {j}"
+    twice = next(v for j, v in enumerate(vocab) if v in vocab[:j])
+    return f"got {twice!r} twice (positions {[j for j, v in enumerate(vocab) if v == twice]})"
+
+
+def _thresholds_from_file(values: list, vocab: list[str]) -> torch.Tensor:
+    """The file's thresholds as float32 ("never" -> inf), checked by ``per_label_thresholds``
+    in float64 (the numbers stored), so 1.0000001 is refused, not rounded to 1. A float
+    infinity is refused: save_classifier never writes one."""
+    numbers = []
+    for j, x in enumerate(values):
+        if isinstance(x, str) and x == _NEVER_IN_FILE:
+            numbers.append(math.inf)
+        elif isinstance(x, (int, float)) and not isinstance(x, bool) and not math.isinf(x):
+            numbers.append(x)
+        else:  # inf too: the file has one way to say "never", so an edited inf is a fault
+            raise ValueError(f"label {j} ({vocab[j]!r}) has {x!r}")
+    return per_label_thresholds(numbers, len(vocab), torch.float64, vocab).float()
 
 
 def _weights_only_is_safe(version: str | None = None) -> bool:
@@ -240,9 +284,9 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> Cla
 
     Refused with a ValueError, before any prediction: a file that is empty, truncated or
     not a classifier (naming the file); a checksum that does not match the contents (a
-    changed byte); and, naming the field, non-finite weights, thresholds outside [0, 1] or
-    not one per label, a vocabulary that is not as long as the model's output, a
-    preprocessing with a non-positive std or an impossible image size.
+    changed byte); and, naming the field, non-finite weights, thresholds outside [0, 1]
+    (other than "never") or not one per label, a vocabulary that is not as long as the
+    model's output, a preprocessing with a non-positive std or an impossible image size.
     """
     device = torch.device(device)
     path = Path(path)
@@ -253,6 +297,32 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> Cla
             UserWarning,
             stacklevel=2,
         )
+    state = _read_classifier_file(path)
+    where = str(path)
+    prep = _check_fields(state, where)
+    if state.get("sha256") != _checksum(state):
+        raise ValueError(
+            f"{where}: field 'sha256' does not match the contents: the file changed after it "
+            "was saved (a damaged copy or an edit); do not predict with it"
+        )
+    try:
+        model = build_model(state["arch"])
+        model.load_state_dict(state["model"])  # strict: a missing or extra tensor is an error
+    except (RuntimeError, TypeError, ValueError) as err:
+        reason = " ".join(str(err).split())[:300]
+        raise ValueError(f"{where}: field 'model' does not fit field 'arch': {reason}") from None
+    n_out = _n_outputs(model, prep)
+    if n_out != len(state["vocab"]):
+        raise ValueError(
+            f"{where}: field 'vocab' has {len(state['vocab'])} labels but the model {n_out} outputs"
+        )
+    model.eval().to(device)
+    t = _thresholds_from_file(state["thresholds"], state["vocab"])
+    return Classifier(model, state["arch"], list(state["vocab"]), prep, t, device)
+
+
+def _read_classifier_file(path: Path) -> dict:
+    """The dict a classifier file holds; an empty, damaged or foreign file is refused."""
     if path.is_file() and path.stat().st_size == 0:
         raise ValueError(f"{path} is empty (0 bytes): not a classifier file")
     try:
@@ -278,27 +348,7 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> Cla
                 else "a bare state_dict has no labels, preprocessing or thresholds to predict with"
             )
         )
-    where = str(path)
-    prep = _check_fields(state, where)
-    if state.get("sha256") != _checksum(state):
-        raise ValueError(
-            f"{where}: field 'sha256' does not match the contents: the file changed after it "
-            "was saved (a damaged copy or an edit); do not predict with it"
-        )
-    try:
-        model = build_model(state["arch"])
-        model.load_state_dict(state["model"])  # strict: a missing or extra tensor is an error
-    except (RuntimeError, TypeError, ValueError) as err:
-        reason = " ".join(str(err).split())[:300]
-        raise ValueError(f"{where}: field 'model' does not fit field 'arch': {reason}") from None
-    n_out = _n_outputs(model, prep)
-    if n_out != len(state["vocab"]):
-        raise ValueError(
-            f"{where}: field 'vocab' has {len(state['vocab'])} labels but the model {n_out} outputs"
-        )
-    model.eval().to(device)
-    t = torch.tensor(state["thresholds"], dtype=torch.float32)
-    return Classifier(model, state["arch"], list(state["vocab"]), prep, t, device)
+    return state
 
 
 def _n_outputs(model: nn.Module, prep: Preprocessing) -> int:
@@ -334,7 +384,8 @@ def open_image(
       decoded (:func:`helpers.folder._check_pixels`, used by every data set too);
     - channels are converted as :func:`helpers.folder.load_image` does: RGB -> greyscale by
       luminance, greyscale -> RGB by copying, transparency composited over black, 16-bit
-      scaled to 8 bits (65535 -> 255), EXIF rotation applied.
+      scaled to 8 bits (65535 -> 255), a 32-bit integer file scaled by the white level its
+      format declares or refused (a 32-bit TIFF), EXIF rotation applied.
 
     Bytes are written to a temporary file so they go through exactly the same checks.
     """
@@ -380,19 +431,17 @@ def preprocess(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
 # --- Prediction -------------------------------------------------------------------------------
 
 
-@torch.inference_mode()
 def predict_tensor(classifier: Classifier, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Probabilities (N, labels) for a batch of preprocessed images, on the CPU in float32.
 
-    ``inference_mode`` stores no autograd information (less memory, a little faster than
-    ``no_grad``); the model runs in eval mode on the classifier's device, in batches.
+    The model runs on the classifier's device, in batches, through
+    :func:`helpers.inference.run_model` (eval mode, no gradients, its mode restored).
     """
-    classifier.model.eval()
-    out = [
-        torch.sigmoid(classifier.model(x[i : i + batch_size].to(classifier.device))).float().cpu()
-        for i in range(0, len(x), batch_size)
-    ]
-    return torch.cat(out) if out else torch.empty(0, len(classifier.vocab))
+    if len(x) == 0:
+        return torch.empty(0, len(classifier.vocab))
+    batches = x.split(batch_size)
+    probs, _ = run_model(classifier.model, batches, classifier.device, per_batch=torch.sigmoid)
+    return probs
 
 
 @dataclass(frozen=True)
@@ -411,13 +460,14 @@ class Prediction:
 def prediction_table(probs: torch.Tensor, vocab: Sequence[str], thresholds) -> pd.DataFrame:
     """One image's probabilities as a table sorted by probability (ties: vocabulary order).
 
-    ``predicted`` is :func:`helpers.labels.apply_thresholds` (``>=``), as in every report.
+    ``predicted`` is :func:`helpers.labels.apply_thresholds` (``>=``), as in every report;
+    a threshold of ``inf`` is never predicted.
     """
     probs = torch.as_tensor(probs).flatten()
     if len(probs) != len(vocab):
         raise ValueError(f"{len(probs)} probabilities but the vocabulary has {len(vocab)} labels")
     probs = check_scores(probs.reshape(1, -1), "probabilities")[0]
-    t = per_label_thresholds(thresholds, len(vocab), probs.dtype)
+    t = per_label_thresholds(thresholds, len(vocab), probs.dtype, [str(v) for v in vocab])
     table = pd.DataFrame(
         {
             "probability": probs.tolist(),

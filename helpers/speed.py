@@ -89,7 +89,7 @@ class SpeedReport:
 def speed_report(meter: DataWaitMeter, train_seconds: float) -> SpeedReport:
     """Throughput and data-wait share of the epochs `meter` counted, which took `train_seconds`
     (e.g. ``history["seconds"].sum()`` from ``fit``)."""
-    if train_seconds <= 0:
+    if not train_seconds > 0:  # NaN too
         raise ValueError(f"train_seconds must be positive, got {train_seconds}")
     return SpeedReport(meter.images, train_seconds, meter.wait_seconds)
 
@@ -113,6 +113,8 @@ def time_side_by_side(
     changes in between. Alternating who goes first in each repeat and taking medians makes
     the ratio of the two the thing a benchmark script can honestly print.
     """
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1 (a median needs a run), got {repeats}")
     for run in runs.values():  # warm-up: allocator, kernels, first touch of the data
         run()
     seconds: dict[str, list[float]] = {name: [] for name in runs}

@@ -27,8 +27,12 @@ __all__ = [
 
 
 def _check_fractions(fractions: Mapping[str, float]) -> None:
-    if len(fractions) < 2 or min(fractions.values()) <= 0:
-        raise ValueError(f"need at least two parts with positive fractions, got {fractions}")
+    bad = [name for name, f in fractions.items() if not f > 0]  # NaN is not > 0 either
+    if len(fractions) < 2 or bad:
+        which = f"; part {bad[0]!r} has {fractions[bad[0]]!r}" if bad else ""
+        raise ValueError(
+            f"need at least two parts with positive fractions, got {dict(fractions)}{which}"
+        )
     if not np.isclose(sum(fractions.values()), 1.0):
         raise ValueError(f"fractions must add up to 1, got {sum(fractions.values())}")
 
@@ -51,6 +55,8 @@ def random_split_indices(
     A part that would get no image is refused (ValueError naming it).
     """
     _check_fractions(fractions)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n must be a whole number of images (0 or more), got {n!r}")
     order = np.random.default_rng(seed).permutation(n)
     sizes = np.round(np.cumsum(list(fractions.values())) * n).astype(int)
     parts = np.split(order, sizes[:-1])

@@ -84,8 +84,30 @@ def amp_autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+_NORM_LAYERS = (
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.LayerNorm,
+    nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.LocalResponseNorm,
+)  # fmt: skip  # the normalisation layers torchvision's reference scripts single out
+
+
+def _split_norm(model: nn.Module, params: list, group: dict, norm_weight_decay) -> list[dict]:
+    """`group` (with `params`) as given, or split in two: the normalisation layers' weights
+    and biases with ``norm_weight_decay``, the rest as before."""
+    if norm_weight_decay is None:
+        return [{**group, "params": params}]
+    in_norm = {id(p) for m in model.modules() if isinstance(m, _NORM_LAYERS)
+               for p in m.parameters(recurse=False)}  # fmt: skip
+    norm = [p for p in params if id(p) in in_norm]
+    rest = [p for p in params if id(p) not in in_norm]
+    split = [{**group, "params": rest}] if rest else []
+    return split + ([{**group, "params": norm, "weight_decay": norm_weight_decay}] if norm else [])
+
+
 def make_optimizer(
-    model: nn.Module, config: TrainConfig, steps_per_epoch: int
+    model: nn.Module,
+    config: TrainConfig,
+    steps_per_epoch: int,
+    norm_weight_decay: float | None = None,
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.OneCycleLR]:
     """AdamW and a OneCycle schedule over the whole run, stepped once per batch.
 
@@ -96,17 +118,25 @@ def make_optimizer(
     Frozen parameters (``requires_grad=False``) are left out. With ``config.head`` set, the
     head trains at ``lr`` and the (pretrained) rest at ``lr * config.backbone_lr_ratio``:
     fine-tuning should nudge ImageNet features, not overwrite them with a fresh head's noise.
+
+    ``norm_weight_decay`` is torchvision's option of the same name (its classification
+    reference trains with ``--norm-weight-decay 0.0``): a weight decay for the weights and
+    biases of normalisation layers (batch, layer, group, instance norm), which only scale and
+    shift and gain nothing from being pulled towards zero. ``None`` (the default, and what
+    `fit` uses) decays every parameter by ``config.weight_decay``, as before.
     """
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if config.head is None:
-        groups = [{"params": [p for _, p in trainable], "lr": config.lr}]
+        parts = [([p for _, p in trainable], config.lr)]
     else:
         model.get_submodule(config.head)  # a wrong name fails here, not silently
         head = [p for n, p in trainable if n.startswith(config.head + ".")]
         backbone = [p for n, p in trainable if not n.startswith(config.head + ".")]
-        groups = [{"params": head, "lr": config.lr}]
+        parts = [(head, config.lr)]
         if backbone:
-            groups.append({"params": backbone, "lr": config.lr * config.backbone_lr_ratio})
+            parts.append((backbone, config.lr * config.backbone_lr_ratio))
+    groups = [g for params, lr in parts
+              for g in _split_norm(model, params, {"lr": lr}, norm_weight_decay)]  # fmt: skip
     optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
@@ -139,7 +169,10 @@ def evaluate_loss_and_map(
     mAP are those of the whole set, on every rank.
     """
 
+    sizes = []  # each batch's size: the loss is computed over the same batches
+
     def forward(x: torch.Tensor) -> torch.Tensor:
+        sizes.append(len(x))
         if channels_last and x.ndim == 4:
             x = x.to(memory_format=torch.channels_last)
         with amp_autocast(device, amp_dtype):
@@ -152,8 +185,7 @@ def evaluate_loss_and_map(
         targets = distributed.gather(targets, n_all)
         chunks = [(logits, targets)]
     else:
-        size = getattr(loader, "batch_size", None) or len(logits)
-        chunks = list(zip(logits.split(size), targets.split(size), strict=True))
+        chunks = list(zip(logits.split(sizes), targets.split(sizes), strict=True))
     with torch.no_grad():
         total = sum(loss_fn(z.to(device), y.to(device)).item() * len(y) for z, y in chunks)
     return total / len(logits), mean_average_precision(torch.sigmoid(logits), targets)
@@ -214,23 +246,13 @@ def train_one_epoch(
     _seed_epoch(loader, config.seed, epoch)
     model.train()
     start, seen, total_loss = time.perf_counter(), 0, 0.0
-    batches = tqdm(
-        iter(loader),  # start the loader here, right after seeding, whatever wraps it
-        total=len(loader),
-        desc=f"epoch {epoch + 1}/{config.epochs}",
-        disable=not (config.progress and distributed.is_main()),
-        leave=False,
-    )
-    for step, (x, y) in enumerate(batches):
+    for step, (x, y) in enumerate(_progress_bar(loader, epoch, config)):
         x, y = _to_device(x, device, config.channels_last), y.to(device, non_blocking=True)
         with amp_autocast(device, amp_dtype):
             logits = model(x)
         loss = loss_fn(logits.float(), y)  # the loss in fp32: sigmoid/log are precision-hungry
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}: stopping. "
-                "Lower the learning rate or check the inputs; " + _last_good(config)
-            )
+        if not torch.isfinite(loss):  # stop before backward spreads NaN into the weights
+            raise _diverged(loss, epoch, step, config)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if config.grad_clip is not None:
@@ -248,13 +270,27 @@ def train_one_epoch(
     distributed.sync_buffers(distributed.unwrap(model))  # batch-norm statistics: rank 0's
     if ema is not None:
         distributed.sync_buffers(ema.module)  # its averaged statistics too
-    lr = scheduler.get_last_lr()[0]
-    return {
-        "train_loss": total_loss / seen,
-        "lr": lr,
-        "seconds": seconds,
-        "img_per_s": seen / seconds,
-    }
+    row = {"train_loss": total_loss / seen, "lr": scheduler.get_last_lr()[0]}
+    return row | {"seconds": seconds, "img_per_s": seen / seconds}
+
+
+def _progress_bar(loader, epoch: int, config: TrainConfig):
+    """The loader's batches behind a tqdm bar (on rank 0, with ``config.progress``)."""
+    return tqdm(
+        iter(loader),  # start the loader here, right after seeding, whatever wraps it
+        total=len(loader),
+        desc=f"epoch {epoch + 1}/{config.epochs}",
+        disable=not (config.progress and distributed.is_main()),
+        leave=False,
+    )
+
+
+def _diverged(loss: torch.Tensor, epoch: int, step: int, config: TrainConfig) -> Exception:
+    """The error that stops a run whose loss is NaN or infinite, naming where it happened."""
+    return FloatingPointError(
+        f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}: stopping. "
+        "Lower the learning rate or check the inputs; " + _last_good(config)
+    )
 
 
 def _run_record(model: nn.Module, train_loader, loss_fn) -> dict:
@@ -340,7 +376,10 @@ def _check_resumable(state: dict, config: TrainConfig, run: dict) -> None:
 
 
 def _resume(parts: dict, config: TrainConfig, run: dict, device: torch.device) -> tuple[int, list]:
-    """Load `config.checkpoint` into `parts` (model, optimizer, ...); the next epoch, history."""
+    """The first epoch to run and the history so far: (0, []) unless `config.checkpoint` is
+    a file, which is then loaded into `parts` (model, optimizer, ...) if it fits this run."""
+    if not (config.checkpoint and Path(config.checkpoint).exists()):
+        return 0, []
     state = load_checkpoint(config.checkpoint, device)
     _check_resumable(state, config, run)
     for name, part in parts.items():
@@ -378,9 +417,7 @@ def fit(
     ema = _make_ema(model, config.ema_decay)  # None unless config.ema_decay is set
     parts = dict(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, ema=ema)
     run = _run_record(model, train_loader, loss_fn)
-    start_epoch, history = 0, []
-    if config.checkpoint and Path(config.checkpoint).exists():
-        start_epoch, history = _resume(parts, config, run, device)
+    start_epoch, history = _resume(parts, config, run, device)  # (0, []) unless resuming
 
     wrapped = distributed.wrap(model, device)  # under torchrun: DDP, which all-reduces gradients
     validated = model if ema is None else ema.module  # with EMA: validate the averaged weights

@@ -29,6 +29,7 @@ from torch import nn  # noqa: E402
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler  # noqa: E402
 
 from helpers.data import MultiDigitConfig, digit_source, make_multi_digit  # noqa: E402
+from helpers.inference import run_model  # noqa: E402
 from helpers.metrics import mean_average_precision  # noqa: E402
 from helpers.models import SmallCNN  # noqa: E402
 from helpers.train import TrainConfig, make_optimizer  # noqa: E402
@@ -67,17 +68,12 @@ def batch_loader(split, batch_size: int) -> DataLoader:
     return DataLoader(split, batch_size=None, sampler=sampler)
 
 
-@torch.inference_mode()
 def val_map(model, loader, channels_last: bool) -> float:
-    model.eval()
-    probs, targets = [], []
-    for x, y in loader:
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        probs.append(torch.sigmoid(model(x)))
-        targets.append(y)
-    model.train()
-    return mean_average_precision(torch.cat(probs), torch.cat(targets))
+    def forward(x):
+        return model(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
+
+    probs, targets = run_model(model, loader, forward=forward, per_batch=torch.sigmoid)
+    return mean_average_precision(probs, targets)
 
 
 def build(recipe: dict, config: TrainConfig, steps_per_epoch: int):

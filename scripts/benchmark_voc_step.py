@@ -21,7 +21,7 @@ from dataclasses import replace
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from helpers.env import pick_device
 from helpers.models import resnet_multilabel
@@ -58,7 +58,7 @@ def bare_loop(model, loader, config, device) -> None:
             loss.item()  # as fit: one sync per step
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short run (resnet18, 32 px)")
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: auto)")
@@ -69,35 +69,48 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="training steps per run")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each loop")
     parser.add_argument("--fp32", action="store_true", help="no autocast: train in float32")
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    device = pick_device(args.device)
+
+def choose_preset(args: argparse.Namespace, device: torch.device):
+    """The device's preset (GPU or CPU), made small by --quick, then the explicit options."""
     preset = GPU_PRESET if device.type == "cuda" else CPU_PRESET
     if args.quick:
         preset = replace(preset, arch="resnet18", size=32, batch_size=16)
-    preset = replace(
+    return replace(
         preset,
         arch=args.arch or preset.arch,
         size=args.size or preset.size,
         batch_size=args.batch_size or preset.batch_size,
     )
-    steps = args.steps or (8 if args.quick else 20)
-    n = steps * preset.batch_size
 
+
+def training_data(args: argparse.Namespace, preset, n: int) -> tuple[Dataset, int, str]:
+    """(data set, number of labels, what the data is): the VOC folder, or `n` synthetic images."""
     voc_root = find_voc(args.voc) if args.voc else None
     if args.voc and voc_root is None:
         raise SystemExit(f"{args.voc} is not a folder in VOC layout")
     if voc_root is not None:
         data = prepare_splits(voc_root, replace(preset, max_train_images=n + n // 4 + 8))
         train_set, n_labels = data["train"], len(data["trainval_all"].classes)
-        source = f"VOC-layout folder {args.voc} ({len(train_set)} training images, JPEG decoding)"
-    else:
-        g = torch.Generator().manual_seed(0)
-        x = torch.randn(n, 3, preset.size, preset.size, generator=g)
-        y = (torch.rand(n, 20, generator=g) < 0.3).float()
-        train_set, n_labels = TensorDataset(x, y), 20
-        source = f"synthetic tensors ({n} images, no decoding: model speed only)"
-    if voc_root is None:
+        return (
+            train_set,
+            n_labels,
+            (f"VOC-layout folder {args.voc} ({len(train_set)} training images, JPEG decoding)"),
+        )
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 3, preset.size, preset.size, generator=g)
+    y = (torch.rand(n, 20, generator=g) < 0.3).float()
+    return TensorDataset(x, y), 20, f"synthetic tensors ({n} images, no decoding: model speed only)"
+
+
+def main() -> None:
+    args = parse_args()
+    device = pick_device(args.device)
+    preset = choose_preset(args, device)
+    steps = args.steps or (8 if args.quick else 20)
+    train_set, n_labels, source = training_data(args, preset, steps * preset.batch_size)
+    if not args.voc:
         preset = replace(preset, workers=0)  # tensors in memory: workers would only add cost
     train_loader = make_loader(train_set, preset, device, train=True)
     val_loader = DataLoader(TensorDataset(*next(iter(train_loader))), batch_size=preset.batch_size)

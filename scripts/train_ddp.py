@@ -111,9 +111,7 @@ def train(args: argparse.Namespace, device: torch.device) -> tuple[pd.DataFrame,
 
     torch.manual_seed(args.seed)  # the same initial weights everywhere (DDP copies rank 0's)
     model = SmallCNN(width=args.width, blocks=args.blocks)
-    if args.sync_bn:
-        if device.type != "cuda":
-            raise SystemExit("--sync-bn needs GPUs: PyTorch's SyncBatchNorm does not run on CPU")
+    if args.sync_bn:  # GPUs only: checked in main
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     train_config = TrainConfig(
         epochs=args.epochs,
@@ -143,6 +141,8 @@ def train(args: argparse.Namespace, device: torch.device) -> tuple[pd.DataFrame,
 def main() -> int:
     args = parse_args()
     device = distributed.init_from_env()  # joins torchrun's process group, if any
+    if args.sync_bn and device.type != "cuda":
+        raise SystemExit("--sync-bn needs GPUs: PyTorch's SyncBatchNorm does not run on CPU")
     seed_everything(args.seed)
     world = distributed.world_size()
     backend = torch.distributed.get_backend() if world > 1 else "none"

@@ -1,4 +1,7 @@
-"""Fixtures shared by the tests; each fixture has its home here, none is copied between files.
+"""Fixtures shared by the tests; each has its home here, and no test file copies one.
+
+(Chapter 4 writes its own small crashing loader in its page, for the reader to see; the tests
+use the `crash` fixture below.)
 
 The book-level tests share one strict build of the HTML book per session (below); the
 training tests share tiny data, a tiny model and a crashing loader (further below).

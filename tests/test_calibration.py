@@ -285,5 +285,10 @@ def test_threshold_functions_refuse_bad_input():
         thresholds_for_precision([[0.5]], [[0.5]])
     with pytest.raises(ValueError, match="one per label"):
         precision_recall_at([[0.5, 0.5]], [[1, 0]], [0.5, 0.5, 0.5])
-    with pytest.raises(ValueError, match=r"in \[0, 1\]; got \[nan\]"):
+    with pytest.raises(ValueError, match=r"in \[0, 1\], or inf .*every label has nan"):
         precision_recall_at([[0.5]], [[1]], float("nan"))
+
+
+def test_clopper_pearson_refusal_names_the_pair():
+    with pytest.raises(ValueError, match="got 5 of 4 at index 1"):
+        clopper_pearson_lower([1, 5], [3, 4])

@@ -176,10 +176,54 @@ def test_sixteen_bit_is_scaled_not_clipped(tmp_path):
     assert np.asarray(Image.open(path).convert("L")).tolist()[0][2] == 255  # PIL clips
 
 
-def test_32_bit_values_out_of_16_bit_range_are_an_error(tmp_path):
+def test_32_bit_tiff_holding_8_bit_values_is_refused_not_scaled_as_16_bit(tmp_path):
+    # Image.fromarray of int32 data is mode "I": 200 must not become round(200 / 257) = 1
     path = tmp_path / "32.tif"
-    Image.fromarray(np.array([[0, 70000]], dtype=np.int32), mode="I").save(path)
-    with pytest.raises(ValueError, match=r"32\.tif: values 0\.\.70000 are not 16-bit"):
+    Image.fromarray(np.array([[0, 200, 255]], dtype=np.int32), mode="I").save(path)
+    assert Image.open(path).mode == "I"
+    with pytest.raises(ValueError, match=r"32\.tif: 32-bit integer image .*TIFF.* 0\.\.255"):
+        load_image(path, mode="L")
+
+
+def test_32_bit_pgm_is_scaled_by_its_declared_white_level(tmp_path):
+    # a PGM with maxval 65535 opens as mode "I"; its white level is the file's maxval
+    path = tmp_path / "16.pgm"
+    values = np.array([[0, 200, 32768, 65535]], dtype=np.uint16)
+    Image.fromarray(values).save(path)
+    assert Image.open(path).mode == "I"
+    expected = np.round(values / 257).astype(np.uint8)
+    assert np.array_equal(np.asarray(load_image(path, mode="L")), expected)
+
+
+def _image_of_mode(mode: str) -> Image.Image:
+    grey = np.array([[0, 100, 200, 255]], dtype=np.uint8)
+    if mode == "I;16":
+        return Image.fromarray(grey.astype(np.uint16) * 257)
+    if mode in ("RGBA", "LA"):
+        image = Image.fromarray(grey).convert(mode)
+        image.putalpha(255)
+        return image
+    return Image.fromarray(grey).convert(mode)  # "L"; "P" gets the web palette
+
+
+_MODE_FILES = [("I;16", "png"), ("L", "png"), ("RGBA", "png"), ("LA", "png"), ("P", "png"),
+               ("I", "pgm")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("mode", "suffix"), _MODE_FILES)
+def test_every_greyscale_mode_reads_as_the_8_bit_values_it_holds(tmp_path, mode, suffix):
+    path = tmp_path / f"{mode.replace(';', '_')}.{suffix}"
+    image = _image_of_mode("I;16" if mode == "I" else mode)
+    image.save(path)
+    assert Image.open(path).mode == mode
+    expected = [[0, 100, 200, 255]] if mode != "P" else np.asarray(image.convert("L")).tolist()
+    assert np.asarray(load_image(path, mode="L")).tolist() == expected
+
+
+def test_32_bit_tiff_with_negative_values_is_refused_naming_them(tmp_path):
+    path = tmp_path / "s.tif"
+    Image.fromarray(np.array([[-5, 300]], dtype=np.int32), mode="I").save(path)
+    with pytest.raises(ValueError, match=r"s\.tif: .*values -5\.\.300"):
         load_image(path)
 
 

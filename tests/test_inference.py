@@ -79,3 +79,24 @@ def test_run_model_refuses_what_it_cannot_run():
         run_model(model, [(X, Y, Y)])
     with pytest.raises(ValueError, match="some batches carry targets"):
         run_model(model, [(X, Y), X])
+
+
+def test_evaluate_loss_and_map_scores_the_loaders_batches_and_restores_the_mode():
+    """The loss is the batch-size-weighted mean of per-batch losses over the loader's own
+    batches (a batch sampler included), as before run_model; the model stays training."""
+    from torch.utils.data import BatchSampler, SequentialSampler
+
+    from helpers.metrics import mean_average_precision
+    from helpers.train import evaluate_loss_and_map
+
+    model = _Scale().train()
+    data = TensorDataset(X, Y.float())
+    sampler = BatchSampler(SequentialSampler(data), batch_size=3, drop_last=False)
+    loader = DataLoader(data, batch_size=None, sampler=sampler)  # loader.batch_size is None
+    summed = torch.nn.BCEWithLogitsLoss(reduction="sum")  # depends on the batches
+    loss, mAP = evaluate_loss_and_map(model, loader, summed, torch.device("cpu"))
+    logits = 2 * X
+    expected = (summed(logits[:3], Y[:3].float()) * 3 + summed(logits[3:], Y[3:].float())) / 4
+    assert loss == pytest.approx(expected.item())
+    assert mAP == pytest.approx(mean_average_precision(torch.sigmoid(logits), Y))
+    assert model.training

@@ -159,3 +159,8 @@ def test_check_scores_reads_python_floats_as_float64():
 
     x = check_scores([[0.9, 0.1]])
     assert x.dtype == torch.float64 and x[0, 0].item() == 0.9
+
+
+def test_duplicate_vocabulary_names_are_named():
+    with pytest.raises(ValueError, match=r"duplicate names: \['a'\]"):
+        multi_hot([["a"]], ["a", "b", "a"])

@@ -1,5 +1,9 @@
 """The map in helpers/__init__.py is the truth: every module is on it, imports go the declared
-way, private names stay private, and every public name has a user.
+way (up the table, exactly as the may-import column says), a module made for one chapter
+serves that chapter only, private names stay private, every public name has a user, and
+`__all__` lists what a module defines. The map's words are held where a test can hold
+them: no chapter glues a number made by a drawing module, and no function in helpers/ or
+scripts/ is longer than 50 lines.
 
 Each failure message says what to change and where, so fixing it takes a minute.
 """
