@@ -22,7 +22,7 @@ from scipy.optimize import minimize_scalar
 from scipy.stats import beta
 
 from helpers.labels import apply_thresholds, check_scores, check_targets, per_label_thresholds
-from helpers.metrics import precision_recall_f1
+from helpers.metrics import precision_curve, precision_recall_f1
 
 __all__ = [
     "apply_isotonic",
@@ -31,7 +31,6 @@ __all__ = [
     "expected_calibration_error",
     "fit_isotonic",
     "fit_temperature",
-    "precision_curve",
     "precision_promise_table",
     "precision_recall_at",
     "reliability_curve",
@@ -254,19 +253,6 @@ def clopper_pearson_lower(successes, trials, confidence: float = 0.95) -> np.nda
     with np.errstate(invalid="ignore"):
         bound = beta.ppf(1 - confidence, k, n - k + 1)
     return np.where(k > 0, bound, 0.0)
-
-
-def precision_curve(scores, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every distinct threshold of one label (descending) with its true positives and number
-    predicted, predicting a label when its score is ``>=`` the threshold. Ties enter together.
-    """
-    p, y = _check_probs_targets(scores, labels)
-    if p.ndim != 1:
-        raise ValueError(f"scores must be 1-D (one label); got shape {p.shape}")
-    order = np.argsort(-p, kind="stable")
-    s, yy = p[order], y[order]
-    last_of_tie = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
-    return s[last_of_tie], np.cumsum(yy)[last_of_tie], last_of_tie + 1
 
 
 def thresholds_for_precision(

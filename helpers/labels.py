@@ -132,18 +132,19 @@ def check_scores(
                 "a diverged model or a broken input cannot be scored")  # fmt: skip
     if probabilities:
         _refuse_any((x < 0) | (x > 1), x, f"{name} are outside [0, 1]", vocab,
-                    f"min {x.min().item():.4g}, max {x.max().item():.4g}; pass probabilities "
-                    "(torch.sigmoid(logits)), not logits")  # fmt: skip
+                    f"min {x.min().item():.4g}, max {x.max().item():.4g}: pass "
+                    "torch.sigmoid(logits), not logits")  # fmt: skip
     return x
 
 
 def _refuse_any(bad: torch.Tensor, x: torch.Tensor, what: str, vocab, advice: str) -> None:
-    """Raise when any entry is `bad`: how many, and the first one by place and value."""
+    """Raise when any entry is `bad`: how many, and the first one by place and value, on
+    lines that fit the page (79 characters, "ValueError: " included)."""
     if bad.any():
         first = tuple(int(v) for v in torch.nonzero(bad)[0])
         raise ValueError(
-            f"{int(bad.sum())} of {x.numel()} {what} (first at {_where(first, vocab)}: "
-            f"{x[first].item()!r}); {advice}"
+            f"{int(bad.sum())} of {x.numel()} {what};\n"
+            f"first at {_where(first, vocab)}: {x[first].item():.6g}\n{advice}"
         )
 
 
@@ -182,15 +183,15 @@ def check_targets(
     if bad.any():
         first = tuple(int(v) for v in torch.nonzero(bad)[0])
         where = _where(first, vocab) if y.ndim in (1, 2) else f"index {first}"
-        found = sorted({float(v) for v in y[bad].flatten()[:1000].tolist()}, key=str)[:5]
+        found = sorted({f"{float(v):.6g}" for v in y[bad].flatten()[:1000].tolist()})[:5]
         if soft:
             allowed = "in [0, 1] or NaN (unknown)" if unknown else "in [0, 1]"
         else:
             allowed = "0, 1 or NaN (unknown)" if unknown else "0 or 1 (multi-hot)"
-        hint = "" if soft else " Soft targets have no right or wrong: threshold them first"
+        hint = "" if soft else "\nsoft targets have no right or wrong: threshold them first"
         raise ValueError(
-            f"{name} must be {allowed}; {int(bad.sum())} of {y.numel()} values are not "
-            f"(first at {where}: {y[first].item()!r}; found {found}).{hint}"
+            f"{name} must be {allowed};\n{int(bad.sum())} of {y.numel()} values are not, "
+            f"first at {where}: {y[first].item():.6g} (found {', '.join(found)}){hint}"
         )
     return y.float() if soft or unknown else y.long()
 

@@ -27,7 +27,6 @@ from sklearn.metrics import (
     hamming_loss,
     label_ranking_average_precision_score,
     label_ranking_loss,
-    precision_recall_curve,
 )
 
 from helpers.labels import (
@@ -46,6 +45,7 @@ __all__ = [
     "f1_by_threshold",
     "mean_average_precision",
     "per_label_report",
+    "precision_curve",
     "precision_recall_f1",
     "threshold_report",
     "top_k_predictions",
@@ -275,14 +275,30 @@ def tune_global_threshold(
     return float(candidates[best]), float(scores[best])
 
 
+def precision_curve(scores, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every distinct threshold of one label (descending) with its true positives and number
+    predicted, predicting the label when its score is ``>=`` the threshold; ties enter
+    together. Counts, not ratios: precision is ``tp / predicted``, F1 ``2 tp / (predicted +
+    positives)``, so equal ratios compare equal (2/3 from 4/6 or from 6/9).
+    """
+    s = check_scores(torch.as_tensor(np.asarray(scores)).reshape(-1, 1), "scores")
+    y = check_targets(torch.as_tensor(np.asarray(labels)).reshape(-1, 1), s.shape, "labels")
+    s, y = s.numpy().ravel(), y.numpy().ravel()
+    order = np.argsort(-s, kind="stable")
+    s, yy = s[order], y[order]
+    last_of_tie = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
+    return s[last_of_tie], np.cumsum(yy)[last_of_tie], last_of_tie + 1
+
+
 def tune_thresholds(
     probs: torch.Tensor, targets: torch.Tensor, fallback: float = 0.5
 ) -> torch.Tensor:
     """One threshold per label, each maximising that label's F1 (so, together, macro F1).
 
-    The search is exact: the candidates are the label's unique scores (from scikit-learn's
-    ``precision_recall_curve``, in increasing order), each the lowest score still predicted
-    positive. Among equal F1 the lowest threshold wins. A label with no positives has no F1
+    The search is exact: the candidates are the label's unique scores
+    (:func:`precision_curve`), each the lowest score still predicted positive, and F1 is
+    computed from counts, ``2 tp / (predicted + positives)``, so equal F1 compare equal.
+    Among equal F1 the lowest threshold wins. A label with no positives has no F1
     to maximise and gets `fallback`. The thresholds have the dtype of `probs`, so a tuned
     threshold equals its score exactly (a float64 score rounded to float32 could land above
     itself and stop predicting it).
@@ -292,10 +308,9 @@ def tune_thresholds(
     for j in range(probs.shape[1]):
         if y[:, j].sum() == 0:
             continue
-        precision, recall, thresholds = precision_recall_curve(y[:, j].numpy(), probs[:, j].numpy())
-        p, r = precision[:-1], recall[:-1]  # the last point (recall 0) has no threshold
-        f1 = np.divide(2 * p * r, p + r, out=np.zeros_like(p), where=(p + r) > 0)
-        out[j] = float(thresholds[int(np.argmax(f1))])
+        t, tp, predicted = precision_curve(probs[:, j], y[:, j])
+        f1 = 2 * tp / (predicted + int(y[:, j].sum()))
+        out[j] = float(t[np.flatnonzero(f1 == f1.max())[-1]])  # descending: last = lowest
     return out
 
 

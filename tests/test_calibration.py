@@ -13,11 +13,11 @@ from helpers.calibration import (
     expected_calibration_error,
     fit_isotonic,
     fit_temperature,
-    precision_curve,
     precision_recall_at,
     reliability_curve,
     thresholds_for_precision,
 )
+from helpers.metrics import precision_curve
 
 
 def random_probs(seed, n=400, labels=3):
@@ -93,8 +93,8 @@ def test_ece_is_the_count_weighted_gap_of_the_reliability_curve():
 @pytest.mark.parametrize(
     ("probs", "targets", "message"),
     [
-        ([0.2, float("nan")], [0, 1], r"NaN or infinite \(first at image 1, label 0: nan"),
-        ([[0.2, 1.5]], [[0, 1]], r"outside \[0, 1\] \(first at image 0, label 1: 1.5\)"),
+        ([0.2, float("nan")], [0, 1], r"NaN or infinite;\nfirst at image 1, label 0: nan"),
+        ([[0.2, 1.5]], [[0, 1]], r"outside \[0, 1\];\nfirst at image 0, label 1: 1.5"),
         ([[0.2, 0.5]], [[0, 0.7]], "0 or 1"),
         ([[0.2, 0.5]], [[0, 1], [1, 0]], "shape"),
         ([], [], "empty"),
@@ -165,7 +165,7 @@ def test_temperature_refuses_separable_logits_and_bad_input():
     y = torch.tensor([[0.0], [0.0], [1.0], [1.0]])
     with pytest.raises(ValueError, match="bound"):
         fit_temperature(z, y)
-    with pytest.raises(ValueError, match="NaN or infinite \\(first at image 1, label 0: inf"):
+    with pytest.raises(ValueError, match=r"NaN or infinite;\nfirst at image 1, label 0: inf"):
         fit_temperature(torch.tensor([[0.0], [float("inf")]]), torch.tensor([[0.0], [1.0]]))
     with pytest.raises(ValueError, match="0 or 1"):
         fit_temperature(torch.zeros(2, 1), torch.tensor([[0.0], [0.5]]))

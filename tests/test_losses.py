@@ -213,7 +213,7 @@ def test_losses_accept_soft_targets_but_not_nan_or_out_of_range(loss):
     for bad in (float("nan"), 1.5, -0.2):
         targets = soft.clone()
         targets[1, 1] = bad
-        with pytest.raises(ValueError, match=r"must be in \[0, 1\]; 1 of 12 values are not"):
+        with pytest.raises(ValueError, match=r"must be in \[0, 1\];\n1 of 12 values are not"):
             loss(logits, targets)
 
 

@@ -261,7 +261,7 @@ def test_targets_that_are_not_0_or_1_are_refused_everywhere(case, bad, data):
     y = y.double()
     y[i, j] = bad
     for fn in SCORERS.values():
-        with pytest.raises(ValueError, match=r"must be 0 or 1 .*1 of \d+ values are not"):
+        with pytest.raises(ValueError, match=r"(?s)must be 0 or 1 .*1 of \d+ values are not"):
             quiet(fn, s, y)
     # the same matrix with float 0.0/1.0 only is fine
     y[i, j] = 1.0
