@@ -117,6 +117,6 @@ def test_book_builds_without_warnings(book_build):
         colab = (
             "https://colab.research.google.com/github/"
             + CONFIG["repository"]["url"].split("github.com/")[1]
-            + f"/blob/main/book/{nb.name}"
+            + f"/blob/{CONFIG['repository']['branch']}/book/{nb.name}"
         )
         assert colab in page, f"{nb.name}: no Colab launch link to {colab}"
