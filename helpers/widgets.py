@@ -42,6 +42,11 @@ __all__ = [
 ]
 
 
+# ipywidgets draws each toggle button 72 px wide and cuts longer labels short:
+# size the buttons to their labels instead.
+_WHOLE_LABELS = {"button_width": "auto"}
+
+
 @dataclass
 class LiveOrSnapshot:
     """A widget shown once: live where a kernel runs, as its static snapshot on the site.
@@ -154,8 +159,8 @@ def threshold_explorer(
     global_slider, label_sliders = _threshold_sliders(thresholds, vocab)
     mode = w.ToggleButtons(
         options=["one global threshold", "one per label"],
+        style=_WHOLE_LABELS,
         value="one per label" if per_label else "one global threshold",
-        style={"button_width": "auto"},  # as wide as its label: none is cut short
     )
     label_box = w.GridBox(label_sliders, layout=w.Layout(grid_template_columns="repeat(2, 50%)"))
     output = w.HTML()
@@ -222,7 +227,7 @@ def plot_prediction(view: PredictionView):
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(
-        1, 2, figsize=(7.5, 0.28 * len(view.vocab) + 1.2), width_ratios=[1, 1.6]
+        1, 2, figsize=(6.9, 0.28 * len(view.vocab) + 1.2), width_ratios=[1, 1.6]
     )
     left.axis("off")
     if view.error:
@@ -276,7 +281,7 @@ def prediction_explorer(classifier, images: dict, threshold: float = 0.5):
 
     picker = w.Dropdown(options=list(images), description="test image")
     upload = w.FileUpload(accept="image/*", multiple=False, description="upload")
-    mode = w.ToggleButtons(options=["tuned per label", "one for all labels"])
+    mode = w.ToggleButtons(options=["tuned per label", "one for all labels"], style=_WHOLE_LABELS)
     slider = w.FloatSlider(
         value=threshold, min=0.0, max=1.0, step=0.01, description="threshold",
         continuous_update=False, disabled=True,
@@ -359,8 +364,7 @@ def precision_promise_explorer(
         continuous_update=False,
     )  # fmt: skip
     rules = {"naive": None, f"Clopper-Pearson {confidence:.0%}": confidence}
-    # "auto": each button as wide as its label (the default width cuts "Clopper-Pearson 95%")
-    rule = w.ToggleButtons(options=list(rules), style={"button_width": "auto"})
+    rule = w.ToggleButtons(options=list(rules), style=_WHOLE_LABELS)
     output = w.HTML()
 
     def update(_=None):

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from helpers import distributed
-from helpers.data import MultiDigitConfig, make_multi_digit
+from helpers.data import MultiDigit, MultiDigitConfig, make_multi_digit
 from helpers.env import seed_everything
 from helpers.models import SmallCNN
 from helpers.train import TrainConfig, fit
@@ -39,6 +39,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=3e-3, help="peak OneCycle learning rate")
     p.add_argument("--n-train", type=int, default=20_000)
     p.add_argument("--n-val", type=int, default=2_000)
+    p.add_argument(
+        "--data",
+        help="canvases saved with torch.save: {split: {images, targets, counts, source}}, "
+        "read instead of building --n-train/--n-val canvases",
+    )
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--blocks", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
@@ -74,15 +79,22 @@ def say(*text) -> None:
         print(*text, flush=True)
 
 
+def load_splits(args: argparse.Namespace) -> dict[str, MultiDigit]:
+    """The same canvases on every rank: read from --data, or built from the same seed."""
+    if args.data:
+        saved = torch.load(args.data, weights_only=True)
+        return {name: MultiDigit(**fields) for name, fields in saved.items()}
+    config = MultiDigitConfig(n_train=args.n_train, n_val=args.n_val, n_test=0)
+    return make_multi_digit(config)
+
+
 def train(args: argparse.Namespace, device: torch.device) -> tuple[pd.DataFrame, float] | None:
     """Loaders that share out the data, the model, `fit`: the history and fit's seconds.
 
     None when the simulated crash (--crash-in-epoch) stopped the run.
     """
-    # Every rank builds the same data set (same seed); the sampler then splits it.
     world = distributed.world_size()
-    config = MultiDigitConfig(n_train=args.n_train, n_val=args.n_val, n_test=0)
-    splits = make_multi_digit(config)
+    splits = load_splits(args)  # every rank the same data set; the sampler splits it
     train_loader, val_loader = distributed.make_loaders(
         splits["train"],
         splits["val"],
@@ -93,7 +105,7 @@ def train(args: argparse.Namespace, device: torch.device) -> tuple[pd.DataFrame,
     )
     say(
         f"per-process batch {args.batch_size}, global batch {args.batch_size * world}, "
-        f"lr {args.lr:g}; {len(train_loader)} steps per epoch, each process reads "
+        f"lr {args.lr:g}, {len(train_loader)} steps per epoch\neach process reads "
         f"{len(train_loader.sampler):,} of {len(splits['train']):,} training canvases"
     )
 
@@ -121,7 +133,7 @@ def train(args: argparse.Namespace, device: torch.device) -> tuple[pd.DataFrame,
     except RuntimeError as err:
         if "simulated crash" not in str(err):
             raise
-        say(f"{err}: every process stops; {args.checkpoint} keeps the last finished epoch")
+        say(f"{err}: every process stops\n{args.checkpoint} keeps the last finished epoch")
         return None
     return history, time.perf_counter() - start
 

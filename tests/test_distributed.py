@@ -220,6 +220,27 @@ def test_the_chapter_script_prints_once_and_rank0_writes_the_summary(tmp_path):
     assert data["world_size"] == 2 and len(data["history"]) == 1
 
 
+def test_the_chapter_script_reads_canvases_saved_once(tmp_path):
+    """--data: every rank reads the canvases the notebook wrote, the same as building them."""
+    import argparse
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_ddp", ROOT / "scripts" / "train_ddp.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    built = script.load_splits(argparse.Namespace(data=None, n_train=16, n_val=8))
+    fields = ("images", "targets", "counts", "source")
+    saved = {name: {f: getattr(built[name], f) for f in fields} for name in ("train", "val")}
+    torch.save(saved, tmp_path / "canvases.pt")
+    read = script.load_splits(argparse.Namespace(data=str(tmp_path / "canvases.pt")))
+    assert sorted(read) == ["train", "val"]
+    for name in ("train", "val"):
+        assert len(read[name]) == len(built[name]) == {"train": 16, "val": 8}[name]
+        for i in (0, len(built[name]) - 1):
+            assert torch.equal(read[name][i][0], built[name][i][0])
+            assert torch.equal(read[name][i][1], built[name][i][1])
+
+
 # --- single process: the same functions, no process group ---------------------------------
 
 

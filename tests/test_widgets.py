@@ -220,3 +220,26 @@ def test_live_or_snapshot_carries_the_widget_and_its_snapshot():
     bundle = shown._repr_mimebundle_()
     assert bundle["text/html"] == "<b>snapshot</b>"
     assert "application/vnd.jupyter.widget-view+json" in bundle  # Jupyter shows it live
+
+
+def _toggles(widget):
+    import ipywidgets as w
+
+    if isinstance(widget, w.ToggleButtons):
+        yield widget
+    for child in getattr(widget, "children", ()):
+        yield from _toggles(child)
+
+
+def test_toggle_buttons_show_their_whole_labels(tmp_path):
+    """ipywidgets draws a toggle button 72 px wide and cuts a longer label short."""
+    from helpers.widgets import precision_promise_explorer, prediction_explorer
+
+    boxes = [
+        threshold_explorer(PROBS, TARGETS, VOCAB, 0.5, n_examples=4),
+        prediction_explorer(_classifier(), _pngs(tmp_path)),
+        precision_promise_explorer(PROBS, TARGETS, PROBS, TARGETS, VOCAB, 0.9),
+    ]
+    toggles = [toggle for box in boxes for toggle in _toggles(box)]
+    assert len(toggles) == 3
+    assert all(toggle.style.button_width == "auto" for toggle in toggles)
