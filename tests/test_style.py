@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUFF = shutil.which("ruff", path=str(Path(sys.executable).parent)) or "ruff"
-CODE = ["helpers", "tests", "scripts", "conftest.py", "_ext"]
+CODE = ["helpers", "tests", "scripts", "conftest.py", "_ext", "book"]
 
 
 def test_ruff_check():
